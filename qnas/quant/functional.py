@@ -1,0 +1,177 @@
+"""Fake-quantization numerics: STE rounding, PACT activations, per-channel symmetric weights.
+
+Every quantizer here returns a value that equals ``codes * scale`` bit for bit, where
+``codes`` and ``scale`` come from the matching ``*_codes`` function; export relies on this to
+reproduce the evaluated model exactly. The quantized value is always ``round(y / s) * s``.
+
+Gradients follow PACT (Choi et al., 2018): the rounding is straight-through, the input gets
+gradient 1 where it lies in the closed clip range and 0 beyond it, and the clip threshold gets
++1 where the input is at or above the upper bound (and -1 at or below the lower bound when
+symmetric). At the bound itself both the input and the threshold receive gradient, as in the
+paper; this keeps the largest weight of a channel trainable when its clip is ``max |w|``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "act_codes",
+    "act_levels",
+    "max_clip",
+    "pact_quantize",
+    "round_ste",
+    "weight_codes",
+    "weight_quantize",
+    "weight_scale",
+]
+
+_MIN_ALPHA = 1e-4
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round to nearest (ties to even) with a straight-through gradient of 1.
+
+    The sum is exact in IEEE arithmetic (``round(x) - x`` is exact by Sterbenz's lemma),
+    so the forward value equals ``torch.round(x)``.
+    """
+    return x + (torch.round(x) - x).detach()
+
+
+def act_levels(bits: int, signed: bool) -> int:
+    """Largest integer code of an activation grid.
+
+    Unsigned grids use ``[0, 2**bits - 1]``; signed grids are symmetric narrow range,
+    ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``, so that zero is exact and the grid is symmetric.
+    """
+    minimum = 2 if signed else 1
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits < minimum:
+        kind = "signed" if signed else "unsigned"
+        raise ValueError(f"bits must be an integer >= {minimum} for {kind} quantization, got {bits!r}")
+    return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+
+
+def _weight_levels(bits: int) -> int:
+    """Largest code of a symmetric narrow-range weight grid."""
+    return act_levels(bits, signed=True)
+
+
+def _forward_as(value: Tensor, surrogate: Tensor) -> Tensor:
+    """``value`` in the forward pass, the gradient of ``surrogate`` in the backward pass.
+
+    ``surrogate - surrogate.detach()`` is exactly zero for finite values, so the result is
+    bit-identical to ``value``.
+    """
+    return value.detach() + (surrogate - surrogate.detach())
+
+
+def _positive_alpha(alpha: Tensor, dtype: torch.dtype) -> Tensor:
+    """The effective PACT clip: ``|alpha|`` floored at 1e-4, as a 0-dim tensor of ``dtype``.
+
+    ``abs`` lets an alpha that a large step pushed below zero keep working (and keep
+    learning) instead of producing an empty range; the floor avoids a zero scale.
+    """
+    return alpha.reshape(()).to(dtype).abs().clamp_min(_MIN_ALPHA)
+
+
+def _act_grid(x: Tensor, a: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Clipped input, integer codes and scale of a PACT grid with effective clip ``a``."""
+    levels = act_levels(bits, signed)
+    low = -a if signed else torch.zeros_like(a)
+    y = torch.minimum(torch.maximum(x, low), a)
+    scale = a / levels
+    codes = torch.round(y / scale)
+    return y, codes, scale
+
+
+def pact_quantize(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> Tensor:
+    """PACT fake-quantization of activations with a learnable clip ``alpha`` (one element).
+
+    Unsigned: clip to ``[0, a]``; signed: clip to ``[-a, a]``, with ``a = max(|alpha|, 1e-4)``.
+    The result is ``round(y / s) * s`` with ``s = a / act_levels(bits, signed)``. Gradients:
+    ``dq/dx`` is 1 inside the closed clip range and 0 outside; ``dq/dalpha`` is +1 where
+    ``x >= a``, -1 where ``x <= -a`` (signed only) and 0 elsewhere.
+    """
+    a = _positive_alpha(alpha, x.dtype)
+    y, codes, scale = _act_grid(x.detach(), a.detach(), bits, signed)
+    q = codes * scale
+    upper = x >= a
+    inside = (x <= a) & ((x >= -a) if signed else (x >= 0))
+    surrogate = torch.where(inside, x, torch.zeros_like(x)) + torch.where(upper, a, torch.zeros_like(a))
+    if signed:
+        surrogate = surrogate - torch.where(x <= -a, a, torch.zeros_like(a))
+    return _forward_as(q, surrogate)
+
+
+def act_codes(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor]:
+    """Integer codes (a float tensor of integers) and the 0-dim scale of ``pact_quantize``.
+
+    ``codes * scale`` equals ``pact_quantize(x, alpha, bits, signed)`` exactly; both are
+    detached, since export only reads them.
+    """
+    a = _positive_alpha(alpha.detach(), x.dtype)
+    _, codes, scale = _act_grid(x.detach(), a, bits, signed)
+    return codes, scale
+
+
+def max_clip(w: Tensor) -> Tensor:
+    """Per-output-channel ``max |w|`` (shape ``[out]``), detached: the default weight clip."""
+    return w.detach().abs().reshape(w.shape[0], -1).amax(dim=1)
+
+
+def _check_clip(w: Tensor, clip: Tensor) -> None:
+    """Reject a clip that is not one value per output channel of ``w``."""
+    if w.dim() == 0 or clip.shape != (w.shape[0],):
+        raise ValueError(f"clip must have shape [{w.shape[0] if w.dim() else '?'}] for weight of shape "
+                         f"{tuple(w.shape)}, got {tuple(clip.shape)}")
+
+
+def _per_channel(t: Tensor, w: Tensor) -> Tensor:
+    """Reshape a ``[out]`` tensor so that it broadcasts against ``w`` along axis 0."""
+    return t.reshape((w.shape[0],) + (1,) * (w.dim() - 1))
+
+
+def weight_scale(w: Tensor, bits: int, clip: Tensor) -> Tensor:
+    """Per-output-channel scale ``clip / (2**(bits-1) - 1)``, shaped to broadcast against ``w``.
+
+    The scale is floored at the smallest normal float so that an all-zero channel (clip 0)
+    quantizes to zeros instead of NaN.
+    """
+    _check_clip(w, clip)
+    levels = _weight_levels(bits)
+    scale = _per_channel(clip.to(w.dtype), w) / levels
+    return scale.clamp_min(torch.finfo(w.dtype).tiny)
+
+
+def _weight_grid(w: Tensor, bits: int, clip: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer codes and broadcastable scale of ``w`` clipped symmetrically to ``clip``."""
+    scale = weight_scale(w, bits, clip)
+    c = _per_channel(clip.to(w.dtype), w)
+    y = torch.minimum(torch.maximum(w, -c), c)
+    return torch.round(y / scale), scale
+
+
+def weight_quantize(w: Tensor, bits: int, clip: Tensor) -> Tensor:
+    """Symmetric narrow-range per-output-channel fake-quantization of a weight ``[out, ...]``.
+
+    Codes lie in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``. Gradients: ``dq/dw`` is 1 where
+    ``|w| <= clip`` and 0 elsewhere; ``dq/dclip`` is +1 where ``w >= clip`` and -1 where
+    ``w <= -clip``, so a learnable clip learns as PACT's alpha does.
+    """
+    codes, scale = _weight_grid(w.detach(), bits, clip.detach())
+    q = codes * scale
+    c = _per_channel(clip.to(w.dtype), w)
+    zero = torch.zeros_like(w)
+    inside = (w <= c) & (w >= -c)
+    surrogate = (torch.where(inside, w, zero) + torch.where(w >= c, c, zero)
+                 - torch.where(w <= -c, c, zero))
+    return _forward_as(q, surrogate)
+
+
+def weight_codes(w: Tensor, bits: int, clip: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer codes (float tensor) and per-channel scale with ``codes * scale == weight_quantize``.
+
+    The scale keeps the broadcastable shape ``[out, 1, ...]``; both results are detached.
+    """
+    return _weight_grid(w.detach(), bits, clip.detach())

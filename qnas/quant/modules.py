@@ -1,0 +1,188 @@
+"""Quantizer modules with an elastic bit width: one PACT activation quantizer, one weight quantizer.
+
+Each module holds its learnable clip per bit-width choice (a 4-bit grid usually wants a tighter
+clip than an 8-bit one), switches precision with ``set_bits`` and can be ``frozen`` to the
+active choice for a static model whose forward is bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from qnas.quant.functional import (
+    act_levels,
+    max_clip,
+    pact_quantize,
+    weight_codes,
+    weight_quantize,
+)
+
+__all__ = ["PACTActivationQuant", "PerChannelWeightQuant"]
+
+_MIN_CLIP_RATIO = 1e-3
+_MAX_CLIP_RATIO = 1.0
+
+
+class _ClampTowardRange(torch.autograd.Function):
+    """``clamp(r, low, high)`` whose gradient is kept wherever a descent step moves ``r`` toward
+    the range, so a ratio that overshot the range can come back instead of sticking there."""
+
+    @staticmethod
+    def forward(ctx, r: Tensor, low: float, high: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(r)
+        ctx.bounds = (low, high)
+        return r.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (r,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        outward = ((r > high) & (grad < 0)) | ((r < low) & (grad > 0))
+        return torch.where(outward, torch.zeros_like(grad), grad), None, None
+
+
+def _bit_choices(bits_choices: Sequence[int], signed: bool) -> tuple[int, ...]:
+    """Validated, duplicate-free tuple of bit widths (order kept: it indexes the clip table)."""
+    choices = tuple(bits_choices)
+    if not choices:
+        raise ValueError("bits_choices must not be empty")
+    if len(set(choices)) != len(choices):
+        raise ValueError(f"bits_choices must not repeat a value, got {choices}")
+    for bits in choices:
+        act_levels(bits, signed)
+    return choices
+
+
+class _ElasticBits(nn.Module):
+    """Shared bit-width bookkeeping: the choices, the active one and the enabled switch."""
+
+    def __init__(self, bits_choices: Sequence[int], signed: bool) -> None:
+        super().__init__()
+        self.bits_choices = _bit_choices(bits_choices, signed)
+        self._active_bits = max(self.bits_choices)
+        self.enabled = True
+
+    @property
+    def active_bits(self) -> int:
+        """The bit width the forward pass uses; one of ``bits_choices``."""
+        return self._active_bits
+
+    @active_bits.setter
+    def active_bits(self, bits: int) -> None:
+        self.set_bits(bits)
+
+    def set_bits(self, bits: int) -> None:
+        """Select the active bit width; raises ValueError if it is not one of the choices."""
+        if bits not in self.bits_choices or isinstance(bits, bool):
+            raise ValueError(f"bit width {bits!r} is not allowed; choose one of {self.bits_choices}")
+        self._active_bits = int(bits)
+
+    @property
+    def _index(self) -> int:
+        """Row of the per-bit-width parameters that belongs to the active bit width."""
+        return self.bits_choices.index(self._active_bits)
+
+
+class PACTActivationQuant(_ElasticBits):
+    """PACT activation fake-quantizer with one learnable clip alpha per bit-width choice.
+
+    ``enabled = False`` makes the forward the identity (float warm-up before QAT).
+    """
+
+    def __init__(self, bits_choices: Sequence[int], signed: bool, init_alpha: float = 4.0) -> None:
+        super().__init__(bits_choices, signed)
+        self.signed = bool(signed)
+        self.alpha = nn.Parameter(torch.full((len(self.bits_choices),), float(init_alpha)))
+
+    def active_alpha(self) -> Tensor:
+        """The 0-dim alpha of the active bit width (a view, so gradients reach ``alpha``)."""
+        return self.alpha[self._index]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Fake-quantize ``x`` at the active bit width (identity when disabled)."""
+        if not self.enabled:
+            return x
+        return pact_quantize(x, self.active_alpha(), self._active_bits, self.signed)
+
+    def frozen(self) -> PACTActivationQuant:
+        """A new quantizer fixed to the active bit width, with a copy of its alpha.
+
+        Its forward is bit-identical to this module's forward for the same input.
+        """
+        out = PACTActivationQuant((self._active_bits,), self.signed)
+        idx = self._index
+        out.alpha = nn.Parameter(self.alpha.detach()[idx:idx + 1].clone(),
+                                 requires_grad=self.alpha.requires_grad)
+        out.enabled = self.enabled
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"bits_choices={self.bits_choices}, active_bits={self._active_bits}, "
+                f"signed={self.signed}, enabled={self.enabled}")
+
+
+class PerChannelWeightQuant(_ElasticBits):
+    """Symmetric per-output-channel weight fake-quantizer with an elastic bit width.
+
+    The clip of each channel is ``max |w|``; with ``learn_clip`` it is multiplied by a learnable
+    ratio clamped to ``[1e-3, 1]``, one row per bit width (``clip_ratio``, shape
+    ``[len(bits_choices), out_channels]``). The clamp passes gradient that points back into
+    the range, so an optimizer step that overshoots 1 does not freeze the ratio. Weights with
+    fewer output channels than ``out_channels`` (elastic width) use the first ``w.shape[0]`` ratios.
+    """
+
+    def __init__(self, bits_choices: Sequence[int], out_channels: int, learn_clip: bool = False) -> None:
+        super().__init__(bits_choices, signed=True)
+        if out_channels < 1:
+            raise ValueError(f"out_channels must be >= 1, got {out_channels}")
+        self.out_channels = int(out_channels)
+        self.learn_clip = bool(learn_clip)
+        if self.learn_clip:
+            self.clip_ratio = nn.Parameter(torch.ones(len(self.bits_choices), self.out_channels))
+        else:
+            self.register_parameter("clip_ratio", None)
+
+    def clip(self, w: Tensor) -> Tensor:
+        """Per-channel clip (``[w.shape[0]]``) at the active bit width for weight ``w``."""
+        n = w.shape[0]
+        if n > self.out_channels:
+            raise ValueError(f"weight has {n} output channels, more than the quantizer's {self.out_channels}")
+        base = max_clip(w)
+        if self.clip_ratio is None:
+            return base
+        ratio = _ClampTowardRange.apply(self.clip_ratio[self._index, :n], _MIN_CLIP_RATIO, _MAX_CLIP_RATIO)
+        return base * ratio.to(base.dtype)
+
+    def forward(self, w: Tensor) -> Tensor:
+        """Fake-quantize ``w`` (``[out, ...]``) at the active bit width (identity when disabled)."""
+        if not self.enabled:
+            return w
+        return weight_quantize(w, self._active_bits, self.clip(w))
+
+    def codes(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """Integer codes and per-channel scale whose product equals ``forward(w)`` exactly."""
+        if not self.enabled:
+            raise RuntimeError("a disabled weight quantizer has no codes: its forward is the identity")
+        return weight_codes(w, self._active_bits, self.clip(w))
+
+    def frozen(self, out_channels: int) -> PerChannelWeightQuant:
+        """A new quantizer fixed to the active bit width and the first ``out_channels`` channels.
+
+        Its forward is bit-identical to this module's for a weight with that many channels.
+        """
+        if not 1 <= out_channels <= self.out_channels:
+            raise ValueError(f"out_channels must be in [1, {self.out_channels}], got {out_channels}")
+        out = PerChannelWeightQuant((self._active_bits,), out_channels, self.learn_clip)
+        if self.clip_ratio is not None:
+            idx = self._index
+            out.clip_ratio = nn.Parameter(self.clip_ratio.detach()[idx:idx + 1, :out_channels].clone(),
+                                          requires_grad=self.clip_ratio.requires_grad)
+        out.enabled = self.enabled
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"bits_choices={self.bits_choices}, active_bits={self._active_bits}, "
+                f"out_channels={self.out_channels}, learn_clip={self.learn_clip}, enabled={self.enabled}")

@@ -1,0 +1,181 @@
+"""Elastic ops and their static counterparts.
+
+Each elastic op has exactly one slicing routine (``active_weight``, ``active_params``) that
+both its ``forward`` and its ``freeze`` call, so a frozen subnet holds the very tensors the
+supernet computed with, and its output is bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
+
+__all__ = ["qconv2d", "QConv2d", "ElasticQConv2d", "ElasticBatchNorm2d", "centre_crop"]
+
+
+def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
+            act_quant: nn.Module, weight_quant: nn.Module) -> Tensor:
+    """Conv of the quantized input with the quantized weight ('same' padding)."""
+    kernel = weight.shape[-1]
+    return F.conv2d(act_quant(x), weight_quant(weight), bias, stride, kernel // 2, 1, groups)
+
+
+def centre_crop(weight: Tensor, kernel: int) -> Tensor:
+    """The central ``kernel`` x ``kernel`` window of a square conv kernel."""
+    start = (weight.shape[-1] - kernel) // 2
+    return weight[..., start:start + kernel, start:start + kernel]
+
+
+class QConv2d(nn.Module):
+    """A static fake-quantized conv: what a frozen subnet is made of."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
+                 act_quant: PACTActivationQuant, weight_quant: PerChannelWeightQuant, label: str) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.stride = stride
+        self.groups = groups
+        self.act_quant = act_quant
+        self.weight_quant = weight_quant
+        self.label = label
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def kernel_size(self) -> int:
+        return self.weight.shape[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant, self.weight_quant)
+
+    def extra_repr(self) -> str:
+        return (f"{self.label}: {self.in_channels}->{self.out_channels}, k={self.kernel_size}, "
+                f"stride={self.stride}, groups={self.groups}")
+
+
+class ElasticQConv2d(nn.Module):
+    """A fake-quantized conv whose kernel size, output width and bit widths are chosen at run time.
+
+    Smaller kernels are the centre of the next larger one passed through a learned
+    kernel-transform matrix (METHOD.md §4, after Once-for-All); fewer channels are the first
+    channels. A depthwise conv follows its input's width. Input channels always follow ``x``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_sizes: Sequence[int] = (1,),
+                 stride: int = 1, depthwise: bool = False, wbits: Sequence[int] = (8,),
+                 abits: Sequence[int] = (8,), signed_input: bool = False, bias: bool = False,
+                 act_init_clip: float = 4.0, learn_weight_clip: bool = False, label: str = "") -> None:
+        super().__init__()
+        if depthwise and in_channels != out_channels:
+            raise ValueError("a depthwise conv has as many outputs as inputs")
+        self.kernel_sizes = tuple(sorted(kernel_sizes))
+        kmax = self.kernel_sizes[-1]
+        self.stride = stride
+        self.depthwise = depthwise
+        self.label = label
+        self.max_out = out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, 1 if depthwise else in_channels, kmax, kmax))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        # One transform per step down the kernel ladder: (K -> k) maps the k*k centre of K.
+        self.transforms = nn.ParameterDict({
+            f"{big}to{small}": nn.Parameter(torch.eye(small * small))
+            for big, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1])
+        })
+        self.act_quant = PACTActivationQuant(abits, signed=signed_input, init_alpha=act_init_clip)
+        self.weight_quant = PerChannelWeightQuant(wbits, out_channels, learn_clip=learn_weight_clip)
+        self.active_out = out_channels
+        self.active_kernel = kmax
+
+    def set_active(self, *, out_channels: int | None = None, kernel: int | None = None,
+                   wbits: int | None = None, abits: int | None = None) -> None:
+        if out_channels is not None:
+            if not 1 <= out_channels <= self.max_out:
+                raise ValueError(f"{self.label}: {out_channels} output channels, at most {self.max_out}")
+            self.active_out = out_channels
+        if kernel is not None:
+            if kernel not in self.kernel_sizes:
+                raise ValueError(f"{self.label}: kernel {kernel} not in {list(self.kernel_sizes)}")
+            self.active_kernel = kernel
+        if wbits is not None:
+            self.weight_quant.set_bits(wbits)
+        if abits is not None:
+            self.act_quant.set_bits(abits)
+
+    def active_weight(self, in_channels: int) -> Tensor:
+        """The float weight of the active subnet: the one slicing routine for forward and freeze."""
+        out = in_channels if self.depthwise else self.active_out
+        weight = self.weight[:out] if self.depthwise else self.weight[:out, :in_channels]
+        kernel = self.kernel_sizes[-1]
+        for small in reversed(self.kernel_sizes[:-1]):
+            if self.active_kernel > small:
+                break
+            centre = centre_crop(weight, small)
+            transform = self.transforms[f"{kernel}to{small}"]
+            weight = (centre.reshape(-1, small * small) @ transform).reshape(centre.shape)
+            kernel = small
+        return weight
+
+    def active_bias(self, out_channels: int) -> Tensor | None:
+        return None if self.bias is None else self.bias[:out_channels]
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.active_weight(x.shape[1])
+        groups = x.shape[1] if self.depthwise else 1
+        return qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups,
+                       self.act_quant, self.weight_quant)
+
+    def freeze(self, in_channels: int) -> QConv2d:
+        """The active subnet's conv as a static ``QConv2d`` holding copies of the active tensors."""
+        with torch.no_grad():
+            weight = self.active_weight(in_channels).detach().clone()
+            bias = self.active_bias(weight.shape[0])
+            bias = None if bias is None else bias.detach().clone()
+        groups = in_channels if self.depthwise else 1
+        return QConv2d(weight, bias, self.stride, groups, self.act_quant.frozen(),
+                       self.weight_quant.frozen(weight.shape[0]), self.label)
+
+    def extra_repr(self) -> str:
+        kind = "depthwise" if self.depthwise else "dense"
+        return (f"{self.label}: {kind}, out<={self.max_out}, kernels={list(self.kernel_sizes)}, "
+                f"stride={self.stride}")
+
+
+class ElasticBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the first ``C`` channels of its parameters, ``C`` taken from the input."""
+
+    def active_params(self, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Running mean, running var, weight, bias of the active channels (views of the full ones)."""
+        return (self.running_mean[:channels], self.running_var[:channels],
+                self.weight[:channels], self.bias[:channels])
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, var, weight, bias = self.active_params(x.shape[1])
+        if self.training and self.momentum is not None:
+            self.num_batches_tracked.add_(1)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.momentum is None:  # cumulative average (BN recalibration)
+            self.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(self.num_batches_tracked)
+        return F.batch_norm(x, mean, var, weight, bias, self.training, momentum, self.eps)
+
+    def freeze(self, channels: int) -> nn.BatchNorm2d:
+        bn = nn.BatchNorm2d(channels, eps=self.eps, momentum=self.momentum)
+        with torch.no_grad():
+            for dst, src in zip((bn.running_mean, bn.running_var, bn.weight, bn.bias),
+                                self.active_params(channels)):
+                dst.copy_(src)
+            bn.num_batches_tracked.copy_(self.num_batches_tracked)
+        return bn

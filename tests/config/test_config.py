@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qnas.config import Config, from_dict, load_config
+from qnas.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_configs_load() -> None:
+    digits = load_config(ROOT / "configs/digits.yaml")
+    assert digits.data.dataset == "digits" and digits.space.num_classes == 11
+    city = load_config(ROOT / "configs/cityscapes.yaml")
+    assert city.space.stem_channels == (32, 48, 64) and city.deploy.width == 2048
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"space": {"stem_chanels": [1, 2, 3]}}, "space.stem_chanels: unknown key"),
+        ({"space": {"stage_channels": [16, "wide", 32]}}, r"space.stage_channels\[1\]: expected an integer"),
+        ({"space": {"bits": [4, 9]}}, r"space.bits: 9 is not allowed"),
+        ({"space": {"stem_channels": [1, 2]}}, "space.stem_channels: expected 3 values"),
+        ({"data": {"train_size": [60, 64]}}, "data.train_size: sizes must be multiples of 32"),
+        ({"data": {"dataset": "imagenet"}}, r"data.dataset: 'imagenet' is not allowed; allowed: \['digits', 'cityscapes'\]"),
+        ({"deploy": {"height": True}}, "deploy.height: expected an integer"),
+        ({"quant": {"act_init_clip": -1}}, "quant.act_init_clip: must be > 0"),
+        ({"space": {"num_classes": 19}}, "space.num_classes: 19 does not match"),
+        ({"trian": {}}, "trian: unknown key"),
+        ({"space": 3}, "space: expected a mapping"),
+    ],
+)
+def test_errors_name_the_key_path(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Config, data)
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    config = load_config(ROOT / "configs/digits.yaml")
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("space: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)

@@ -1,0 +1,24 @@
+"""Shared fixtures: a small search space so supernet tests run quickly on 2 CPU cores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qnas.space import SearchSpace, SpaceSpec
+
+
+@pytest.fixture(scope="session")
+def small_spec() -> SpaceSpec:
+    return SpaceSpec(stem_channels=(8, 12, 16), stage_channels=(16, 24, 32), highres_channels=16,
+                     head_channels=(16, 16))
+
+
+@pytest.fixture(scope="session")
+def small_space(small_spec: SpaceSpec) -> SearchSpace:
+    return SearchSpace(small_spec)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
