@@ -10,7 +10,7 @@ from qnas.space import SearchSpace, SpaceSpec
 
 @pytest.fixture(scope="session")
 def small_spec() -> SpaceSpec:
-    return SpaceSpec(stem_channels=(8, 12, 16), stage_channels=(16, 24, 32), highres_channels=16,
+    return SpaceSpec(stem_channels=(8, 12, 16), stem_strides=(2, 2, 1), stage_channels=(16, 24, 32), highres_channels=16,
                      head_channels=(16, 16))
 
 
@@ -22,3 +22,11 @@ def small_space(small_spec: SpaceSpec) -> SearchSpace:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> None:
+    """Tiny test networks run fastest on one thread, and CI's 2 cores are shared with pytest itself."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -41,13 +41,17 @@ def label_lookup_table(ignore_index: int = 255) -> np.ndarray:
     return lut
 
 
-def _list_pairs(root: Path, split: str, cities: Sequence[str] | None, exclude: Sequence[str] | None) -> list[tuple[Path, Path]]:
+def _list_pairs(
+    root: Path, split: str, cities: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[tuple[Path, Path]]:
     """Sorted (image, label) paths of the selected cities; DataError on a malformed tree."""
     if not root.is_dir():
-        raise DataError(f"Cityscapes root {root} does not exist; expected a folder holding leftImg8bit/ and gtFine/")
+        raise DataError(
+            f"Cityscapes root {root} does not exist; expected a folder holding leftImg8bit/ and gtFine/"
+        )
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir():
-        raise DataError(f"{image_dir} does not exist; expected the Cityscapes images of split {split!r} there")
+        raise DataError(f"{image_dir} does not exist; expected the Cityscapes images of split {split!r}")
     available = sorted(p.name for p in image_dir.iterdir() if p.is_dir())
     for name in list(cities or []) + list(exclude or []):
         if name not in available:
@@ -88,7 +92,7 @@ class Cityscapes(Dataset):
         exclude_cities: Sequence[str] | None = None,
     ) -> None:
         if (height is None) != (width is None) or (height is not None and min(height, width) < 1):
-            raise DataError(f"Cityscapes needs both height and width (positive) or neither; got {height}x{width}")
+            raise DataError(f"Cityscapes needs both height and width (>= 1) or neither; got {height}x{width}")
         self.root = Path(root)
         self.split = split
         self.size = None if height is None else (int(height), int(width))

@@ -212,7 +212,9 @@ def _draw_strokes(rng: np.random.Generator, img: np.ndarray, count: int) -> None
         img += alpha * (col[:, None, None] - img)
 
 
-def _render_glyph(glyph: np.ndarray, gh: int, gw: int, threshold: float, cache: _Cache) -> tuple[np.ndarray, np.ndarray]:
+def _render_glyph(
+    glyph: np.ndarray, gh: int, gw: int, threshold: float, cache: _Cache
+) -> tuple[np.ndarray, np.ndarray]:
     """Upsample an 8x8 glyph (with a blank border) to (gh, gw): ink alpha and label mask."""
     v = _resize(np.pad(glyph, 1), gh, gw, cache)
     v /= max(float(v.max()), 1e-6)
@@ -220,7 +222,9 @@ def _render_glyph(glyph: np.ndarray, gh: int, gw: int, threshold: float, cache: 
     return alpha, v > threshold
 
 
-def _place(rng: np.random.Generator, occupied: np.ndarray, mask: np.ndarray, tries: int = 4) -> tuple[int, int]:
+def _place(
+    rng: np.random.Generator, occupied: np.ndarray, mask: np.ndarray, tries: int = 4
+) -> tuple[int, int]:
     """Top-left corner for ``mask``: the least-overlapping of a few random candidates."""
     h, w = occupied.shape
     mh, mw = mask.shape
@@ -242,7 +246,15 @@ def _ink_colour(rng: np.random.Generator, region: np.ndarray, mask: np.ndarray) 
     return np.clip(base + rng.uniform(-0.25, 0.25, size=3), 0.0, 1.0).astype(np.float32)
 
 
-def _paint(rng: np.random.Generator, img: np.ndarray, alpha: np.ndarray, mask: np.ndarray, y: int, x: int, contrast: _FloatRange) -> None:
+def _paint(
+    rng: np.random.Generator,
+    img: np.ndarray,
+    alpha: np.ndarray,
+    mask: np.ndarray,
+    y: int,
+    x: int,
+    contrast: _FloatRange,
+) -> None:
     """Blend an ink of random colour and opacity into ``img`` at (y, x) through ``alpha``."""
     gh, gw = alpha.shape
     region = img[:, y : y + gh, x : x + gw]

@@ -42,7 +42,7 @@ def build_dataset(
         return DigitScenes(split, n, height, width, seed=seed, **kwargs)
     if kind == "cityscapes":
         if root is None:
-            raise DataError("dataset kind 'cityscapes' needs root, the folder holding leftImg8bit/ and gtFine/")
+            raise DataError("dataset kind 'cityscapes' needs root, the folder with leftImg8bit/ and gtFine/")
         return Cityscapes(root, split, height, width, **kwargs)
     raise DataError(f"unknown dataset kind {kind!r}; allowed: {list(DATASET_KINDS)}")
 

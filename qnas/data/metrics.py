@@ -22,7 +22,9 @@ def _check_shapes(pred_shape: tuple[int, ...], target_shape: tuple[int, ...]) ->
         raise ValueError(f"prediction shape {pred_shape} does not match target shape {target_shape}")
 
 
-def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> np.ndarray:
+def _confusion_torch(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int
+) -> np.ndarray:
     """Bincount on the tensors' device, so only the small matrix leaves a GPU."""
     if pred.dim() == target.dim() + 1:
         pred = pred.argmax(dim=1)
@@ -39,7 +41,9 @@ def _confusion_torch(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     return counts.reshape(num_classes, num_classes).cpu().numpy().astype(np.int64)
 
 
-def confusion_matrix(pred: ArrayLike, target: ArrayLike, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(
+    pred: ArrayLike, target: ArrayLike, num_classes: int, ignore_index: int = 255
+) -> np.ndarray:
     """Count (target, prediction) pairs: int64 [num_classes, num_classes], rows = target.
 
     ``pred`` holds class indices with the shape of ``target``, or scores with an extra class

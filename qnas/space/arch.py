@@ -84,9 +84,10 @@ def conv_layers(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: 
         add(f"{name}.pw", cin, cout, 1, 1, 1)
 
     c1, c2, c3 = spec.stem_channels
-    add("stem.conv", spec.in_channels, c1, 3, 2, 1, abits=spec.input_bits)
-    separable("stem.ds1", c1, c2, 2)
-    separable("stem.ds2", c2, c3, 2)
+    t1, t2, t3 = spec.stem_strides
+    add("stem.conv", spec.in_channels, c1, 3, t1, 1, abits=spec.input_bits)
+    separable("stem.ds1", c1, c2, t2)
+    separable("stem.ds2", c2, c3, t3)
     stem_hw = hw
 
     cin = c3

@@ -43,6 +43,7 @@ class SpaceSpec:
     num_classes: int = 11
     in_channels: int = 3
     stem_channels: tuple[int, int, int] = (32, 48, 64)
+    stem_strides: tuple[int, int, int] = (2, 2, 2)  # 1/8 as in the thesis; small images may want 1/4
     stage_channels: tuple[int, ...] = (64, 96, 128)
     stage_strides: tuple[int, ...] = (1, 2, 2)
     highres_channels: int = 128
@@ -62,6 +63,9 @@ class SpaceSpec:
         if self.in_channels < 1:
             raise FieldError("in_channels", f"must be >= 1, got {self.in_channels}")
         _check_positive_ints("stem_channels", self.stem_channels, 3)
+        for v in self.stem_strides:
+            if v not in (1, 2) or len(self.stem_strides) != 3:
+                raise FieldError("stem_strides", f"needs 3 values from [1, 2], got {list(self.stem_strides)}")
         _check_positive_ints("stage_channels", self.stage_channels)
         _check_positive_ints("stage_strides", self.stage_strides, len(self.stage_channels))
         for s in self.stage_strides:

@@ -158,14 +158,15 @@ def segnas_supernet(spec: SpaceSpec, quant: QuantSettings) -> Supernet:
 
     layers = dict(conv_layer=conv, norm_layer=ElasticBatchNorm2d)
     c1, c2, c3 = spec.stem_channels
-    stem_conv = ConvBNAct(spec.in_channels, c1, (3,), 2, False, relu=True, signed_input=False, label="stem.conv",
+    t1, t2, t3 = spec.stem_strides
+    stem_conv = ConvBNAct(spec.in_channels, c1, (3,), t1, False, relu=True, signed_input=False, label="stem.conv",
                           conv_layer=partial(conv, abits=(spec.input_bits,)), norm_layer=ElasticBatchNorm2d)
     stem_conv.conv.act_quant.alpha.data.fill_(1.0)  # the input image in [0, 1] is already 8-bit
     stem_conv.conv.act_quant.alpha.requires_grad_(False)
     stem = nn.Sequential()
     stem.add_module("conv", stem_conv)
-    stem.add_module("ds1", SeparableConv(c1, c2, 2, signed_input=False, label="stem.ds1", **layers))
-    stem.add_module("ds2", SeparableConv(c2, c3, 2, signed_input=False, label="stem.ds2", **layers))
+    stem.add_module("ds1", SeparableConv(c1, c2, t2, signed_input=False, label="stem.ds1", **layers))
+    stem.add_module("ds2", SeparableConv(c2, c3, t3, signed_input=False, label="stem.ds2", **layers))
 
     stages, cin = [], c3
     for s, (cout, stride) in enumerate(zip(spec.stage_channels, spec.stage_strides), start=1):

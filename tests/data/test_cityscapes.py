@@ -38,7 +38,8 @@ def _write_tree(root: Path, split: str = "train") -> None:
         for frame in frames:
             pixels = rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png")
-            Image.fromarray(_label_ids(k)).save(root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png")
+            labels = root / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png"
+            Image.fromarray(_label_ids(k)).save(labels)
             (root / "gtFine" / split / city / f"{frame}_gtFine_color.png").write_bytes(b"unused")
             k += 1
 
@@ -117,7 +118,9 @@ def test_half_given_size_is_rejected(tree: Path) -> None:
 
 
 def test_build_dataset(tree: Path) -> None:
-    ds = build_dataset("cityscapes", "train", 8, 16, n=None, seed=0, root=str(tree), exclude_cities=["bochum"])
+    ds = build_dataset(
+        "cityscapes", "train", 8, 16, n=None, seed=0, root=str(tree), exclude_cities=["bochum"]
+    )
     assert isinstance(ds, Cityscapes) and len(ds) == 2 and ds[0][0].shape == (3, 8, 16)
     digits = build_dataset("digits", "val", 24, 24, n=2, seed=0, root=None, clutter=0.3)
     assert len(digits) == 2 and digits[0][1].shape == (24, 24)
