@@ -76,11 +76,8 @@ class Genome(Mapping[str, int]):
     def __repr__(self) -> str:
         return f"Genome({len(self)} genes, hash={self._hash & 0xFFFFFFFF:08x})"
 
-    def replace(self, **changes: int) -> Genome:
-        """Unvalidated copy with some genes replaced (labels with dots: use ``with_genes``)."""
-        return self.with_genes(changes)
-
     def with_genes(self, changes: Mapping[str, int]) -> Genome:
+        """Unvalidated copy with some genes replaced (validate it with ``SearchSpace.validate``)."""
         return Genome({**self._genes, **changes})
 
 
