@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--batch-size", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -32,7 +33,7 @@ def main() -> None:
     d = config.data
     train = DigitScenes("train", d.train_scenes, *d.train_size, seed=d.seed)
     val = DigitScenes("val", d.val_scenes, *d.eval_size, seed=d.seed)
-    train_loader = make_loader(train, d.batch_size, shuffle=True, seed=0)
+    train_loader = make_loader(train, args.batch_size or d.batch_size, shuffle=True, seed=0)
     val_loader = make_loader(val, 64, shuffle=False, seed=0)
 
     supernet = build_supernet(config.space)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["QnasError", "ConfigError", "GenomeError", "DataError", "FieldError"]
+__all__ = ["QnasError", "ConfigError", "GenomeError", "DataError", "CheckpointError", "FieldError"]
 
 
 class QnasError(Exception):
@@ -19,6 +19,10 @@ class GenomeError(QnasError):
 
 class DataError(QnasError):
     """A dataset root is missing or malformed."""
+
+
+class CheckpointError(QnasError):
+    """A checkpoint or run folder is missing, truncated, foreign or for another config."""
 
 
 class FieldError(ValueError):

@@ -1,113 +1,11 @@
-"""Subcommands. Each one reads its config here, at the edge, and hands plain values inward."""
+"""Every subcommand, in the order ``qnas --help`` lists them."""
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import dataclass
-from collections.abc import Callable
-from pathlib import Path
+from qnas.cli.command import Command
+from qnas.cli.space_commands import SPACE_COMMANDS
+from qnas.cli.train_commands import TRAIN_COMMANDS
 
-import numpy as np
+__all__ = ["COMMANDS"]
 
-from qnas.config import Config, load_config
-from qnas.cost import genome_cost
-from qnas.errors import QnasError
-from qnas.space import Policy, SearchSpace, policy_to_text, read_policy, write_policy
-
-__all__ = ["COMMANDS", "Command"]
-
-DEFAULT_CONFIG = "configs/digits.yaml"
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    description: str
-    arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-    def add_parser(self, sub: argparse._SubParsersAction) -> None:
-        parser = sub.add_parser(self.name, help=self.help, description=self.description)
-        self.arguments(parser)
-        parser.set_defaults(run=self.run)
-
-
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="C",
-                        help=f"experiment config YAML (default: {DEFAULT_CONFIG}, the embedded DigitScenes)")
-
-
-def _load(args: argparse.Namespace) -> tuple[Config, SearchSpace]:
-    config = load_config(args.config)
-    return config, SearchSpace(config.space)
-
-
-# -- qnas sample -------------------------------------------------------------------------------
-def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random generator (default: 0)")
-    parser.add_argument("--out", metavar="PATH", help="write the policy YAML here instead of printing it")
-    parser.add_argument("--name", default=None, help="policy name (default: random_seed<N>)")
-
-
-def _sample(args: argparse.Namespace) -> int:
-    _, space = _load(args)
-    genome = space.sample(np.random.default_rng(args.seed))
-    policy = Policy(args.name or f"random_seed{args.seed}", genome,
-                    provenance={"sampled_by": "qnas sample", "seed": args.seed, "config": str(args.config)})
-    if args.out:
-        write_policy(args.out, policy, space)
-        print(f"wrote {args.out}")
-    else:
-        print(policy_to_text(policy, space), end="")
-    return 0
-
-
-# -- qnas cost ---------------------------------------------------------------------------------
-def _cost_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
-    parser.add_argument("--policy", required=True, metavar="P", help="policy YAML (e.g. policies/uniform_w8a8.yaml)")
-    parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
-    parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-
-
-def _cost(args: argparse.Namespace) -> int:
-    config, space = _load(args)
-    policy = read_policy(args.policy, space)
-    height = args.height or config.deploy.height
-    width = args.width or config.deploy.width
-    for name, value in (("--height", height), ("--width", width)):
-        if value < 32 or value % 32:
-            raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
-    cost = genome_cost(config.space, policy.genome, height, width)
-    result = {**cost.as_dict(), "resolution": [height, width], "policy": policy.name}
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{policy.name} at {height}x{width}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("MACs", f"{cost.macs / 1e9:.4f} G")
-    table.add_row("params", f"{cost.params / 1e6:.4f} M")
-    table.add_row("BitOps", f"{cost.bitops / 1e9:.3f} G")
-    table.add_row("BitOps (searchable layers)", f"{cost.bitops_searchable / 1e9:.3f} G")
-    Console().print(table)
-    return 0
-
-
-COMMANDS = [
-    Command("sample", "write a random valid genome as a policy YAML",
-            "Draw a random genome from the config's search space (every gene uniform over its "
-            "choices) and print it as a policy YAML, or write it to --out.",
-            _sample_arguments, _sample),
-    Command("cost", "MACs, parameters and BitOps of a policy",
-            "Analytic cost of a policy at the deployment resolution: MACs, parameters, BitOps "
-            "(sum of MACs x weight bits x activation bits) in total and over searchable layers.",
-            _cost_arguments, _cost),
-]
+COMMANDS: list[Command] = [*SPACE_COMMANDS, *TRAIN_COMMANDS]

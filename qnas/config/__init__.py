@@ -1,9 +1,18 @@
 """Config schema and loader (torch-free). YAML is read only by the CLI through ``load_config``."""
 
 from qnas.config.loader import dump_yaml, from_dict, to_dict
-from qnas.config.schema import Config, DataConfig, DeployConfig, QuantConfig, config_hash, load_config
+from qnas.config.schema import (
+    Config,
+    DataConfig,
+    DeployConfig,
+    PhaseConfig,
+    QuantConfig,
+    TrainConfig,
+    config_hash,
+    load_config,
+)
 
 __all__ = [
-    "Config", "DataConfig", "DeployConfig", "QuantConfig", "config_hash", "dump_yaml",
-    "from_dict", "load_config", "to_dict",
+    "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "TrainConfig", "config_hash",
+    "dump_yaml", "from_dict", "load_config", "to_dict",
 ]

@@ -11,7 +11,10 @@ from qnas.config.loader import dump_yaml, from_dict, load_yaml
 from qnas.errors import ConfigError, FieldError
 from qnas.space.spec import SpaceSpec
 
-__all__ = ["Config", "DataConfig", "DeployConfig", "QuantConfig", "load_config", "config_hash"]
+__all__ = [
+    "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "TrainConfig", "load_config",
+    "config_hash",
+]
 
 NUM_CLASSES = {"digits": 11, "cityscapes": 19}
 
@@ -71,11 +74,74 @@ class QuantConfig:
 
 
 @dataclass(frozen=True)
+class PhaseConfig:
+    """One progressive-shrinking phase (METHOD.md §4): which depths it samples, for how long, at what LR."""
+
+    name: str
+    epochs: int
+    lr: float
+    depths: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _positive("epochs", self.epochs)
+        _positive("lr", self.lr)
+        if not self.depths:
+            raise FieldError("depths", "must list at least one depth")
+
+
+def _default_phases() -> tuple[PhaseConfig, ...]:
+    return (PhaseConfig("full-depth", 4, 3e-3, (4,)), PhaseConfig("depth-3-4", 2, 1e-3, (3, 4)),
+            PhaseConfig("depth-2-4", 3, 2e-3, (2, 3, 4)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Supernet training (float warm-up, then progressive-shrinking QAT phases), baselines, fine-tuning."""
+
+    optimizer: Literal["sgd", "adam"] = "adam"
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 4e-5
+    batch_size: int = 16
+    warmup_epochs: int = 3  # float training of the largest network before quantization is switched on
+    warmup_lr: float = 3e-3
+    quantize: bool = True  # False: the phases train a float supernet (quantizers off)
+    phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
+    random_subnets: int = 1  # per step, besides the largest (max bits) and the smallest (min bits)
+    distill_weight: float = 1.0  # in-place distillation from the largest subnet's soft output
+    distill_temperature: float = 1.0
+    aux_weight: float = 0.4  # deep supervision (largest subnet only: the aux heads are float)
+    bn_calib_batches: int = 8  # BatchNorm recalibration of a cut subnet
+    checkpoint_every: int = 50  # steps between checkpoints (and one at the end of every phase)
+    baseline_float_epochs: int = 3  # a uniform baseline: float warm-up, then QAT at its bit widths
+    baseline_qat_epochs: int = 3
+    finetune_epochs: int = 3  # QAT fine-tuning of a subnet cut from the supernet
+    finetune_lr: float = 1e-3
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "warmup_lr", "finetune_lr", "distill_temperature"):
+            _positive(name, getattr(self, name))
+        for name in ("warmup_epochs", "random_subnets", "distill_weight", "aux_weight", "weight_decay",
+                     "baseline_float_epochs", "baseline_qat_epochs", "finetune_epochs", "threads"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, f"must be >= 0, got {getattr(self, name)}")
+        _positive("bn_calib_batches", self.bn_calib_batches)
+        _positive("checkpoint_every", self.checkpoint_every)
+        if not self.phases:
+            raise FieldError("phases", "must list at least one phase")
+
+    @property
+    def supernet_epochs(self) -> int:
+        return self.warmup_epochs + sum(p.epochs for p in self.phases)
+
+
+@dataclass(frozen=True)
 class Config:
     space: SpaceSpec = field(default_factory=SpaceSpec)
     data: DataConfig = field(default_factory=DataConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +151,11 @@ class Config:
                 "space.num_classes", f"{self.space.num_classes} does not match data.dataset "
                 f"{self.data.dataset!r}, which has {expected} classes",
             )
+        for i, phase in enumerate(self.train.phases):
+            bad = sorted(set(phase.depths) - set(self.space.depths))
+            if bad:
+                raise FieldError(f"train.phases[{i}].depths",
+                                 f"{bad} not in space.depths {list(self.space.depths)}")
 
     def to_yaml(self) -> str:
         return dump_yaml(self)

@@ -64,7 +64,7 @@ class SceneDifficulty:
     """The knobs that make DigitScenes hard; defaults give a precision-sensitive benchmark.
 
     digits:      digits per scene at 64x64 (scaled with image area), inclusive range.
-    scale:       digit height as a fraction of min(height, width); 0.15-0.45 is ~10-29 px at 64.
+    scale:       digit height as a fraction of min(height, width); 0.3-0.55 is ~19-35 px at 64.
     contrast:    ink opacity of a digit over its background; low values make faint digits.
     clutter:     amplitude of the background colour gradient and band-limited texture (0 = flat).
     distractors: cut-off digit fragments per scene at 64x64 (labelled background).
@@ -75,14 +75,14 @@ class SceneDifficulty:
                  of the glyph's maximum; ink is half-opaque exactly at the threshold.
     """
 
-    digits: _IntRange = (2, 6)
-    scale: _FloatRange = (0.15, 0.45)
-    contrast: _FloatRange = (0.25, 1.0)
-    clutter: float = 0.6
-    distractors: _IntRange = (1, 4)
-    strokes: _IntRange = (1, 4)
-    jitter: float = 0.2
-    noise: float = 0.03
+    digits: _IntRange = (2, 4)
+    scale: _FloatRange = (0.3, 0.55)
+    contrast: _FloatRange = (0.5, 1.0)
+    clutter: float = 0.4
+    distractors: _IntRange = (0, 2)
+    strokes: _IntRange = (0, 2)
+    jitter: float = 0.15
+    noise: float = 0.02
     threshold: float = 0.35
 
     def __post_init__(self) -> None:

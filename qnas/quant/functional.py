@@ -85,6 +85,40 @@ def _act_grid(x: Tensor, a: Tensor, bits: int, signed: bool) -> tuple[Tensor, Te
     return y, codes, scale
 
 
+class _PACT(torch.autograd.Function):
+    """PACT forward and its straight-through backward in one node (a few fused passes over ``x``
+    instead of an autograd graph of a dozen elementwise ops: QAT spends most time here)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor, bits: int, signed: bool) -> Tensor:  # type: ignore[override]
+        levels = act_levels(bits, signed)
+        low = -a if signed else torch.zeros_like(a)
+        scale = a / levels
+        q = torch.clamp(x, low, a)
+        q.div_(scale).round_().mul_(scale)
+        ctx.save_for_backward(x, a)
+        ctx.signed = signed
+        return q
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
+        x, a = ctx.saved_tensors
+        upper = x >= a
+        if ctx.signed:
+            lower = x <= -a
+            inside = (x <= a) & (x >= -a)
+        else:
+            inside = (x <= a) & (x >= 0)
+        grad_x = grad * inside if ctx.needs_input_grad[0] else None
+        grad_a = None
+        if ctx.needs_input_grad[1]:
+            grad_a = (grad * upper).sum()
+            if ctx.signed:
+                grad_a = grad_a - (grad * lower).sum()
+            grad_a = grad_a.reshape(a.shape)
+        return grad_x, grad_a, None, None
+
+
 def pact_quantize(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> Tensor:
     """PACT fake-quantization of activations with a learnable clip ``alpha`` (one element).
 
@@ -93,15 +127,7 @@ def pact_quantize(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> Tensor:
     ``dq/dx`` is 1 inside the closed clip range and 0 outside; ``dq/dalpha`` is +1 where
     ``x >= a``, -1 where ``x <= -a`` (signed only) and 0 elsewhere.
     """
-    a = _positive_alpha(alpha, x.dtype)
-    y, codes, scale = _act_grid(x.detach(), a.detach(), bits, signed)
-    q = codes * scale
-    upper = x >= a
-    inside = (x <= a) & ((x >= -a) if signed else (x >= 0))
-    surrogate = torch.where(inside, x, torch.zeros_like(x)) + torch.where(upper, a, torch.zeros_like(a))
-    if signed:
-        surrogate = surrogate - torch.where(x <= -a, a, torch.zeros_like(a))
-    return _forward_as(q, surrogate)
+    return _PACT.apply(x, _positive_alpha(alpha, x.dtype), bits, signed)
 
 
 def act_codes(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor]:
@@ -152,6 +178,27 @@ def _weight_grid(w: Tensor, bits: int, clip: Tensor) -> tuple[Tensor, Tensor]:
     return torch.round(y / scale), scale
 
 
+class _WeightQuant(torch.autograd.Function):
+    """Per-channel weight fake-quantization and its straight-through backward in one node."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, clip: Tensor, bits: int) -> Tensor:  # type: ignore[override]
+        codes, scale = _weight_grid(w, bits, clip)
+        ctx.save_for_backward(w, clip)
+        return codes.mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
+        w, clip = ctx.saved_tensors
+        c = _per_channel(clip.to(w.dtype), w)
+        grad_w = grad * ((w <= c) & (w >= -c)) if ctx.needs_input_grad[0] else None
+        grad_clip = None
+        if ctx.needs_input_grad[1]:
+            signed_hits = (w >= c).to(grad.dtype) - (w <= -c).to(grad.dtype)
+            grad_clip = (grad * signed_hits).reshape(w.shape[0], -1).sum(1).to(clip.dtype)
+        return grad_w, grad_clip, None
+
+
 def weight_quantize(w: Tensor, bits: int, clip: Tensor) -> Tensor:
     """Symmetric narrow-range per-output-channel fake-quantization of a weight ``[out, ...]``.
 
@@ -159,14 +206,8 @@ def weight_quantize(w: Tensor, bits: int, clip: Tensor) -> Tensor:
     ``|w| <= clip`` and 0 elsewhere; ``dq/dclip`` is +1 where ``w >= clip`` and -1 where
     ``w <= -clip``, so a learnable clip learns as PACT's alpha does.
     """
-    codes, scale = _weight_grid(w.detach(), bits, clip.detach())
-    q = codes * scale
-    c = _per_channel(clip.to(w.dtype), w)
-    zero = torch.zeros_like(w)
-    inside = (w <= c) & (w >= -c)
-    surrogate = (torch.where(inside, w, zero) + torch.where(w >= c, c, zero)
-                 - torch.where(w <= -c, c, zero))
-    return _forward_as(q, surrogate)
+    _check_clip(w, clip)
+    return _WeightQuant.apply(w, clip, bits)
 
 
 def weight_codes(w: Tensor, bits: int, clip: Tensor) -> tuple[Tensor, Tensor]:

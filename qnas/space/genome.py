@@ -9,7 +9,7 @@ network are equal.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,13 +183,19 @@ class SearchSpace:
         s = self.spec
         return self.uniform(min(s.bits), min(s.kernels), min(s.expands), min(s.depths))
 
-    def sample(self, rng: np.random.Generator) -> Genome:
-        """A uniformly random genome: each gene drawn independently from its choices."""
+    def sample(self, rng: np.random.Generator, depths: Sequence[int] | None = None) -> Genome:
+        """A uniformly random genome: each gene drawn independently from its choices.
+
+        ``depths`` restricts the stage depths (a progressive-shrinking phase); default: all.
+        """
+        allowed = self.spec.depths if depths is None else tuple(depths)
+        if not allowed or not set(allowed) <= set(self.spec.depths):
+            raise GenomeError(f"depths {list(allowed)} must be a non-empty subset of {list(self.spec.depths)}")
         values: dict[str, int] = {}
-        depths = {s: int(rng.choice(self.spec.depths)) for s in range(1, self.spec.num_stages + 1)}
-        for gene in self.genes(depths):
+        chosen = {s: int(rng.choice(allowed)) for s in range(1, self.spec.num_stages + 1)}
+        for gene in self.genes(chosen):
             if gene.label.endswith(".depth"):
-                values[gene.label] = depths[int(gene.label[1:].split(".")[0])]
+                values[gene.label] = chosen[int(gene.label[1:].split(".")[0])]
             else:
                 values[gene.label] = int(rng.choice(gene.choices))
         return Genome(values)

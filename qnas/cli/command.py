@@ -1,0 +1,38 @@
+"""What every subcommand shares: its description record, the --config option, the config loader."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qnas.config import Config, load_config
+from qnas.space import SearchSpace
+
+__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "load"]
+
+DEFAULT_CONFIG = "configs/digits.yaml"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+    def add_parser(self, sub: argparse._SubParsersAction) -> None:
+        parser = sub.add_parser(self.name, help=self.help, description=self.description)
+        self.arguments(parser)
+        parser.set_defaults(run=self.run)
+
+
+def config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="C",
+                        help=f"experiment config YAML (default: {DEFAULT_CONFIG}, the embedded DigitScenes)")
+
+
+def load(args: argparse.Namespace) -> tuple[Config, SearchSpace]:
+    config = load_config(args.config)
+    return config, SearchSpace(config.space)

@@ -1,0 +1,51 @@
+"""Training checkpoints: written atomically, read with ``weights_only=True``, checked for origin."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qnas.errors import CheckpointError
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "qnas-checkpoint/1"
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A kill at any moment leaves either the previous checkpoint or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a qnas checkpoint (tensors and plain values only); a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle of foreign objects, not a torch file at all
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable qnas checkpoint (truncated or foreign?): "
+                              f"{reason[:160]}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a qnas checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return state

@@ -1,0 +1,40 @@
+"""Cut a subnet out of the supernet, recalibrate its BatchNorm, and measure it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from qnas.data import ConfusionMeter
+from qnas.supernet import SegNet, Supernet, freeze, recalibrate_bn
+from qnas.train.loop import evaluate
+
+__all__ = ["cut_subnet", "evaluate_subnet", "score", "SubnetScore"]
+
+
+def cut_subnet(supernet: Supernet, genome: Mapping[str, int], bn_images: Sequence[Tensor] | None) -> SegNet:
+    """The static subnet of ``genome`` with its own BN statistics (when ``bn_images`` is given)."""
+    subnet = freeze(supernet, genome)
+    if bn_images is not None:
+        recalibrate_bn(subnet, bn_images)
+    subnet.eval()
+    return subnet
+
+
+class SubnetScore(dict):
+    """``miou``, ``per_class_iou``, ``pixel_acc`` of one evaluation (JSON-ready values)."""
+
+
+def score(meter: ConfusionMeter) -> SubnetScore:
+    per_class = [None if v != v else float(v) for v in meter.per_class_iou()]  # NaN -> None (JSON null)
+    return SubnetScore(miou=float(meter.miou()), per_class_iou=per_class, pixel_acc=float(meter.pixel_accuracy()))
+
+
+def evaluate_subnet(supernet: Supernet, genome: Mapping[str, int], bn_images: Sequence[Tensor] | None,
+                    loader: Iterable[tuple[Tensor, Tensor]], num_classes: int) -> SubnetScore:
+    """mIoU, per-class IoU and pixel accuracy of a cut, BN-recalibrated subnet on ``loader``."""
+    with torch.no_grad():
+        subnet = cut_subnet(supernet, genome, bn_images)
+        return score(evaluate(subnet, loader, num_classes))

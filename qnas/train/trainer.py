@@ -1,0 +1,235 @@
+"""The training loop for every schedule: supernet (sandwich + in-place distillation), baseline, fine-tune.
+
+Deterministic by construction: the batch order of an epoch depends on ``(seed, stage, epoch)``
+and the subnets of a step on ``(seed, step)``, so a run resumed from a checkpoint, or run on
+several ranks under ``torchrun``, computes exactly what an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from qnas.config import TrainConfig
+from qnas.errors import CheckpointError
+from qnas.supernet import Supernet
+from qnas.train.checkpoint import load_checkpoint, save_checkpoint
+from qnas.train.loop import poly_lr
+from qnas.train.schedule import Stage, step_genomes
+
+__all__ = ["TrainMonitor", "Position", "Trainer", "distill_loss", "batch_indices"]
+
+IGNORE_INDEX = 255
+
+
+class TrainMonitor(Protocol):
+    """What a trainer reports; the CLI draws rich progress bars from it, tests ignore it."""
+
+    def stage_started(self, stage: Stage, total_steps: int, done_steps: int) -> None: ...
+
+    def step_done(self, loss: float, lr: float, images_per_s: float) -> None: ...
+
+    def stage_finished(self, stage: Stage, mean_loss: float) -> None: ...
+
+
+class _SilentMonitor:
+    def stage_started(self, stage: Stage, total_steps: int, done_steps: int) -> None:
+        pass
+
+    def step_done(self, loss: float, lr: float, images_per_s: float) -> None:
+        pass
+
+    def stage_finished(self, stage: Stage, mean_loss: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands: the next batch to train is ``batch`` of ``epoch`` of ``stage``."""
+
+    stage: int = 0
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0  # steps trained so far, over all stages
+
+
+def distill_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """Per-pixel KL divergence from the teacher's soft output to the student's (Hinton's T² scaling)."""
+    t = temperature
+    log_p = F.log_softmax(student / t, dim=1)
+    q = F.softmax(teacher / t, dim=1)
+    return F.kl_div(log_p, q, reduction="none").sum(1).mean() * t * t
+
+
+def batch_indices(n: int, batch_size: int, seed: int, stage: int, epoch: int, rank: int = 0,
+                  world: int = 1) -> list[np.ndarray]:
+    """This rank's sample indices for every step of an epoch (equal step counts on all ranks)."""
+    order = np.random.default_rng([seed, stage, epoch]).permutation(n)
+    steps = n // (batch_size * world)
+    if steps == 0:
+        raise ValueError(f"{n} training images are fewer than one batch of {batch_size} x {world} ranks")
+    return [order[(s * world + rank) * batch_size:(s * world + rank + 1) * batch_size] for s in range(steps)]
+
+
+class _TrainForward(nn.Module):
+    """``forward`` = the supernet's training forward (main and auxiliary logits), for DDP's hooks."""
+
+    def __init__(self, supernet: Supernet) -> None:
+        super().__init__()
+        self.supernet = supernet
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        return self.supernet.forward_train(x)
+
+
+class Trainer:
+    """Runs ``stages`` on ``supernet`` with one optimizer, checkpointing to ``checkpoint_path``."""
+
+    def __init__(self, supernet: Supernet, stages: Sequence[Stage], cfg: TrainConfig, dataset: Dataset, *,
+                 seed: int, checkpoint_path: str | Path, monitor: TrainMonitor | None = None,
+                 log: Callable[[str], None] | None = None, device: torch.device | str = "cpu",
+                 extra_state: dict[str, Any] | None = None) -> None:
+        self.supernet = supernet.to(device)
+        self.space = supernet.space
+        self.stages = list(stages)
+        self.cfg = cfg
+        self.dataset = dataset
+        self.seed = seed
+        self.checkpoint_path = Path(checkpoint_path)
+        self.monitor = monitor or _SilentMonitor()
+        self.log = log or (lambda message: None)
+        self.device = torch.device(device)
+        self.extra_state = dict(extra_state or {})
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        forward = _TrainForward(self.supernet)
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            forward = nn.parallel.DistributedDataParallel(forward, device_ids=ids, find_unused_parameters=True)
+        self.forward = forward
+        params = [p for p in self.supernet.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=self.stages[0].lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=self.stages[0].lr, weight_decay=cfg.weight_decay)
+        self.position = Position()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self, finished: bool) -> dict[str, Any]:
+        return {
+            "model": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "position": asdict(self.position),
+            "stages": [s.name for s in self.stages],
+            "torch_rng": torch.get_rng_state(),
+            "finished": finished,
+            **self.extra_state,
+        }
+
+    def save(self, finished: bool = False) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.checkpoint_path, self.state_dict(finished))
+        if self.distributed:
+            dist.barrier()
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state.get("stages") != [s.name for s in self.stages]:
+            raise CheckpointError(f"{self.checkpoint_path}: its stages {state.get('stages')} are not this "
+                                  f"schedule's {[s.name for s in self.stages]}; use a new output folder")
+        try:
+            self.supernet.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{self.checkpoint_path} does not fit this network: "
+                                  f"{str(exc).splitlines()[0][:160]}") from None
+        self.position = Position(**state["position"])
+        torch.set_rng_state(state["torch_rng"])
+
+    # -- training ---------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> Position:
+        """Train every remaining stage; with ``resume``, continue from the checkpoint if there is one."""
+        if resume and self.checkpoint_path.exists():
+            self.load(load_checkpoint(self.checkpoint_path))
+            self.log(f"resumed at stage {self.position.stage} epoch {self.position.epoch} "
+                     f"batch {self.position.batch} (step {self.position.step})")
+        for index in range(self.position.stage, len(self.stages)):
+            self._run_stage(index)
+        self.save(finished=True)
+        return self.position
+
+    def _run_stage(self, index: int) -> None:
+        stage = self.stages[index]
+        self.supernet.set_quantization(stage.quantize)
+        per_epoch = len(batch_indices(len(self.dataset), self.cfg.batch_size, self.seed, index, 0, 0, self.world))
+        total = stage.epochs * per_epoch
+        start = self.position
+        self.monitor.stage_started(stage, total, start.epoch * per_epoch + start.batch)
+        self.log(f"stage {stage.name}: {stage.epochs} epochs x {per_epoch} steps, lr {stage.lr:g}, "
+                 f"quantized {stage.quantize}")
+        losses = []
+        for epoch in range(start.epoch, stage.epochs):
+            batches = batch_indices(len(self.dataset), self.cfg.batch_size, self.seed, index, epoch,
+                                    self.rank, self.world)
+            first = start.batch if epoch == start.epoch else 0
+            for b in range(first, per_epoch):
+                lr = poly_lr(stage.lr, epoch * per_epoch + b, total)
+                tic = time.perf_counter()
+                loss = self._step(stage, *self._batch(batches[b]), lr)
+                losses.append(loss)
+                self.monitor.step_done(loss, lr, self.cfg.batch_size * self.world / (time.perf_counter() - tic))
+                self.position = Position(index, epoch, b + 1, self.position.step + 1)
+                if self.position.step % self.cfg.checkpoint_every == 0:
+                    self.save()
+            self.position = Position(index, epoch + 1, 0, self.position.step)
+            self.log(f"stage {stage.name} epoch {epoch + 1}/{stage.epochs}: "
+                     f"mean loss {np.mean(losses[-per_epoch:]) if losses else float('nan'):.4f}")
+        self.position = Position(index + 1, 0, 0, self.position.step)
+        self.save()
+        mean = float(np.mean(losses)) if losses else float("nan")
+        self.monitor.stage_finished(stage, mean)
+
+    def _batch(self, indices: np.ndarray) -> tuple[Tensor, Tensor]:
+        items = [self.dataset[int(i)] for i in indices]
+        images = torch.stack([x for x, _ in items]).to(self.device)
+        labels = torch.stack([y for _, y in items]).to(self.device)
+        return images, labels
+
+    def _step(self, stage: Stage, images: Tensor, labels: Tensor, lr: float) -> float:
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        genomes = step_genomes(self.space, stage, cfg.random_subnets, self.seed, self.position.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.supernet.train()
+        teacher, total = None, 0.0
+        for i, genome in enumerate(genomes):
+            self.supernet.set_genome(genome)
+            last = i == len(genomes) - 1
+            sync = contextlib.nullcontext() if last or not self.distributed else self.forward.no_sync()
+            with sync:
+                logits, aux = self.forward(images)
+                loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+                if cfg.aux_weight:
+                    loss = loss + cfg.aux_weight * sum(
+                        F.cross_entropy(a, labels, ignore_index=IGNORE_INDEX) for a in aux)
+                if teacher is not None and cfg.distill_weight:
+                    loss = loss + cfg.distill_weight * distill_loss(logits, teacher, cfg.distill_temperature)
+                (loss / len(genomes)).backward()
+            if i == 0 and len(genomes) > 1:
+                teacher = logits.detach()
+            total += loss.item()
+        self.optimizer.step()
+        return total / len(genomes)
