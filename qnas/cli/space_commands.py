@@ -42,6 +42,9 @@ def _cost_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", required=True, metavar="P", help="policy YAML (e.g. policies/uniform_w8a8.yaml)")
     parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
     parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")
+    parser.add_argument("--lut", metavar="LUT", default=None,
+                        help="latency table (qnas latency-table): adds latency_ms, predicted at the table's resolution")
+    parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -55,6 +58,12 @@ def _cost(args: argparse.Namespace) -> int:
             raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
     cost = genome_cost(config.space, policy.genome, height, width)
     result = {**cost.as_dict(), "resolution": [height, width], "policy": policy.name}
+    if args.lut:
+        from qnas.cli.latency_commands import load_table
+
+        table = load_table(args.lut, force=args.force_lut)
+        result["latency_ms"] = table.predict(config.space, policy.genome)
+        result["latency_resolution"] = list(table.resolution)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -68,6 +77,9 @@ def _cost(args: argparse.Namespace) -> int:
     table.add_row("params", f"{cost.params / 1e6:.4f} M")
     table.add_row("BitOps", f"{cost.bitops / 1e9:.3f} G")
     table.add_row("BitOps (searchable layers)", f"{cost.bitops_searchable / 1e9:.3f} G")
+    if "latency_ms" in result:
+        h, w = result["latency_resolution"]
+        table.add_row(f"INT8 latency at {h}x{w} (table)", f"{result['latency_ms']:.3f} ms")
     Console().print(table)
     return 0
 

@@ -1,0 +1,183 @@
+"""Measured INT8 latency: backends that time an ONNX model, the table builder, whole-network checks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from qnas.cost.latency import LatencyTable, LatencyTableError, space_blocks
+from qnas.errors import QnasError
+from qnas.export.network import RandomWeights, block_graph, network_graph
+from qnas.space import SpaceSpec
+
+__all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "build_table", "measure_network",
+           "FLOAT_CONV_OPS"]
+
+FLOAT_CONV_OPS = {"Conv", "FusedConv", "NhwcFusedConv", "ConvTranspose", "ConvInteger"}
+
+
+@dataclass
+class Measurement:
+    median_ms: float
+    runs_ms: list[float]
+
+
+class Backend:
+    """Times an ONNX model on one engine; ``fingerprint`` says which device and settings."""
+
+    name = "?"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def fingerprint(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def measure(self, model: onnx.ModelProto, warmup: int, repeats: int) -> Measurement:
+        raise NotImplementedError
+
+
+BACKENDS: dict[str, Callable[[int], Backend]] = {}
+
+
+def register_backend(name: str) -> Callable:
+    def decorate(cls: type[Backend]) -> type[Backend]:
+        if name in BACKENDS:
+            raise ValueError(f"backend {name!r} is already registered")
+        cls.name = name
+        BACKENDS[name] = cls
+        return cls
+
+    return decorate
+
+
+def get_backend(name: str, threads: int) -> Backend:
+    if name not in BACKENDS:
+        raise QnasError(f"unknown latency backend {name!r}; registered: {sorted(BACKENDS)}")
+    return BACKENDS[name](threads)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _random_inputs(session: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    feeds = {}
+    for arg in session.get_inputs():
+        shape = [int(d) for d in arg.shape]
+        if arg.type == "tensor(uint8)":
+            feeds[arg.name] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        else:
+            feeds[arg.name] = rng.random(shape, dtype=np.float32)
+    return feeds
+
+
+@register_backend("ort-cpu")
+class OrtCpu(Backend):
+    """onnxruntime's CPU execution provider, all graph optimizations, fixed intra-op threads."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"backend": self.name, "cpu": _cpu_model(), "cores": os.cpu_count(),
+                "onnxruntime": ort.__version__, "threads": self.threads}
+
+    def session(self, model: onnx.ModelProto, optimized_path: str | None = None) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if optimized_path:
+            options.optimized_model_filepath = optimized_path
+        options.log_severity_level = 3
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def optimized_ops(self, model: onnx.ModelProto) -> list[str]:
+        """Op types of the graph onnxruntime actually runs (after its optimizations)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "optimized.onnx")
+            self.session(model, path)
+            return [n.op_type for n in onnx.load(path).graph.node]
+
+    def measure(self, model: onnx.ModelProto, warmup: int, repeats: int) -> Measurement:
+        session = self.session(model)
+        feeds = _random_inputs(session, np.random.default_rng(0))
+        for _ in range(warmup):
+            session.run(None, feeds)
+        runs = []
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            session.run(None, feeds)
+            runs.append((time.perf_counter() - tic) * 1000.0)
+        return Measurement(statistics.median(runs), runs)
+
+
+def assert_integer(backend: Backend, model: onnx.ModelProto, what: str) -> None:
+    """Every conv of the optimized graph must be an integer kernel (no float Conv left)."""
+    if not hasattr(backend, "optimized_ops"):
+        return
+    ops = backend.optimized_ops(model)
+    floats = sorted(set(ops) & FLOAT_CONV_OPS)
+    if floats or "QLinearConv" not in ops and not any("QLinearConv" in op for op in ops):
+        raise QnasError(f"{what}: the optimized graph runs {floats or 'no QLinearConv'}; not an integer engine")
+
+
+def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, out: str | os.PathLike[str], *,
+                warmup: int = 5, repeats: int = 30, resume: bool = True,
+                progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
+    """Measure every block of the space at ``resolution``, writing the table after every entry.
+
+    With ``resume`` an existing table for the same device and resolution keeps its entries.
+    """
+    out = Path(out)
+    fingerprint = backend.fingerprint()
+    method = {"warmup": warmup, "repeats": repeats, "statistic": "median", "model": "QLinear int8, random codes"}
+    table = LatencyTable(fingerprint, tuple(resolution), {}, 0.0, method)
+    if resume and out.exists():
+        old = LatencyTable.read(out)
+        old.check_device(fingerprint)
+        if old.resolution != table.resolution:
+            raise LatencyTableError(f"{out} was measured at {old.resolution}, not {table.resolution}; "
+                                    "use another --out")
+        table.entries.update(old.entries)
+        table.overhead_ms = old.overhead_ms
+    blocks = space_blocks(spec, *resolution)
+    todo = [b for b in blocks if b.key not in table.entries]
+    for i, block in enumerate(todo):
+        if progress:
+            progress(block.key, i, len(todo))
+        model = block_graph(spec, block, tuple(resolution), RandomWeights(i)).model()
+        assert_integer(backend, model, f"block {block.key}")
+        table.entries[block.key] = round(backend.measure(model, warmup, repeats).median_ms, 5)
+        table.write(out)
+    if progress:
+        progress("", len(todo), len(todo))
+    table.write(out)
+    return table
+
+
+def measure_network(spec: SpaceSpec, genome: Mapping[str, int], resolution: tuple[int, int], backend: Backend,
+                    warmup: int, repeats: int, check_integer: bool = True) -> float:
+    """Median latency (ms) of the whole genome's INT8 network, measured like the table's blocks."""
+    model = network_graph(spec, genome, *resolution, RandomWeights(0)).model()
+    if check_integer:
+        assert_integer(backend, model, "network")
+    return backend.measure(model, warmup, repeats).median_ms
