@@ -1,0 +1,103 @@
+"""The measured latency table: built, integer, resumable, device-bound; predictions add up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from qnas.cli.main import main
+from qnas.cost.latency import LatencyTable, LatencyTableError, network_blocks, space_blocks
+from qnas.export.latency import FLOAT_CONV_OPS, build_table, get_backend, measure_network
+from qnas.export.network import RandomWeights, block_graph, network_graph
+from qnas.space import SearchSpace
+
+HERE = Path(__file__).resolve().parent
+TINY = str(HERE.parent / "cli" / "tiny.yaml")
+RES = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory: pytest.TempPathFactory, small_space: SearchSpace) -> Path:
+    path = tmp_path_factory.mktemp("lut") / "lut.yaml"
+    build_table(small_space.spec, RES, get_backend("ort-cpu", 1), path, warmup=1, repeats=3)
+    return path
+
+
+def test_table_has_every_block(table_path: Path, small_space: SearchSpace) -> None:
+    table = LatencyTable.read(table_path)
+    assert set(table.entries) == {b.key for b in space_blocks(small_space.spec, *RES)}
+    assert all(v > 0 for v in table.entries.values())
+    assert table.fingerprint["backend"] == "ort-cpu" and table.fingerprint["threads"] == 1
+    assert {"cpu", "cores", "onnxruntime"} <= set(table.fingerprint)
+
+
+def test_every_conv_of_every_block_is_integer(small_space: SearchSpace) -> None:
+    backend = get_backend("ort-cpu", 1)
+    for i, block in enumerate(space_blocks(small_space.spec, *RES)):
+        model = block_graph(small_space.spec, block, RES, RandomWeights(i)).model()
+        written = [n.op_type for n in model.graph.node]
+        ops = backend.optimized_ops(model)
+        assert not set(ops) & FLOAT_CONV_OPS, (block.key, ops)
+        assert ops.count("QLinearConv") == written.count("QLinearConv") > 0, block.key
+
+
+def test_prediction_is_the_sum_of_the_blocks(table_path: Path, small_space: SearchSpace) -> None:
+    table = LatencyTable.read(table_path)
+    rng = np.random.default_rng(0)
+    for g in [small_space.largest(), small_space.smallest()] + [small_space.sample(rng) for _ in range(5)]:
+        assert table.predict(small_space.spec, g) == pytest.approx(
+            sum(table.entries[b.key] for b in network_blocks(small_space.spec, g, *RES)))
+
+
+def test_resume_keeps_measured_entries(table_path: Path, small_space: SearchSpace, tmp_path: Path) -> None:
+    table = LatencyTable.read(table_path)
+    partial = LatencyTable(table.fingerprint, table.resolution, dict(list(table.entries.items())[:5]))
+    partial.entries = {k: 123.0 for k in partial.entries}  # marks: a re-measurement would overwrite them
+    path = tmp_path / "partial.yaml"
+    partial.write(path)
+    seen = []
+    rebuilt = build_table(small_space.spec, RES, get_backend("ort-cpu", 1), path, warmup=1, repeats=2,
+                          progress=lambda key, done, total: seen.append(key))
+    assert len([k for k in seen if k]) == len(table.entries) - 5
+    assert sum(v == 123.0 for v in rebuilt.entries.values()) == 5
+    assert set(rebuilt.entries) == set(table.entries)
+
+
+def test_resume_refuses_another_device(table_path: Path, small_space: SearchSpace, tmp_path: Path) -> None:
+    table = LatencyTable.read(table_path)
+    table.fingerprint = {**table.fingerprint, "cpu": "some other CPU"}
+    path = tmp_path / "other.yaml"
+    table.write(path)
+    with pytest.raises(LatencyTableError, match="another device"):
+        build_table(small_space.spec, RES, get_backend("ort-cpu", 1), path, warmup=1, repeats=2)
+
+
+def test_whole_network_graph_is_integer_and_runs(small_space: SearchSpace) -> None:
+    backend = get_backend("ort-cpu", 1)
+    model = network_graph(small_space.spec, small_space.largest(), *RES, RandomWeights(0)).model()
+    assert not set(backend.optimized_ops(model)) & FLOAT_CONV_OPS
+    assert measure_network(small_space.spec, small_space.smallest(), RES, backend, 1, 2) > 0
+
+
+def test_cli_table_cost_and_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    lut = tmp_path / "lut.yaml"
+    assert main(["latency-table", "--config", TINY, "--out", str(lut), "--repeats", "3", "--warmup", "1"]) == 0
+    w8 = str(HERE.parents[1] / "policies/uniform_w8a8.yaml")
+    capsys.readouterr()
+    assert main(["cost", "--config", TINY, "--policy", w8, "--lut", str(lut), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
+    assert main(["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"mape", "kendall_tau", "macs_kendall_tau", "samples"} and result["samples"] == 5
+    assert Path(result["plot"]).stat().st_size > 1000
+    # a table from another device is refused, with a one-line error
+    doc = LatencyTable.read(lut)
+    doc.fingerprint["cpu"] = "elsewhere"
+    doc.write(lut)
+    assert main(["cost", "--config", TINY, "--policy", w8, "--lut", str(lut)]) == 2
+    assert "another device" in capsys.readouterr().err
+    assert main(["cost", "--config", TINY, "--policy", w8, "--lut", str(lut), "--force-lut", "--json"]) == 0
