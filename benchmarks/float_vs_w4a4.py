@@ -51,8 +51,7 @@ def main() -> None:
           f"median {statistics.median(times[1:]) * 1000:.0f} ms")
 
     model = freeze(supernet, space.uniform(8, 3, 6, 3))
-    for conv in model.quantized_layers():
-        conv.act_quant.enabled = conv.weight_quant.enabled = False
+    model.set_quantization(False)
     t = time.perf_counter()
     train_epochs(model, train_loader, args.epochs, args.lr, optimizer="adam")
     fp = evaluate(model, val_loader, 11)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from qnas.cli.command import Command
 from qnas.cli.latency_commands import LATENCY_COMMANDS
+from qnas.cli.search_commands import SEARCH_COMMANDS
 from qnas.cli.space_commands import SPACE_COMMANDS
 from qnas.cli.train_commands import TRAIN_COMMANDS
 
 __all__ = ["COMMANDS"]
 
-COMMANDS: list[Command] = [*SPACE_COMMANDS, *TRAIN_COMMANDS, *LATENCY_COMMANDS]
+COMMANDS: list[Command] = [*SPACE_COMMANDS, *TRAIN_COMMANDS, *LATENCY_COMMANDS, *SEARCH_COMMANDS]

@@ -44,3 +44,29 @@ def latency_scatter(predicted: Sequence[float], measured: Sequence[float], path:
     ax.legend(loc="upper left")
     _save(fig, path)
     plt.close(fig)
+
+
+def search_scatter(candidates, fronts, baselines, best, path: str | os.PathLike[str], *, budgets) -> None:
+    """mIoU vs BitOps (and vs predicted latency when known): every evaluated genome, the Pareto
+    front, the uniform baselines and the chosen policy; dashed lines mark the budgets."""
+    plt = _pyplot()
+    axes_keys = [k for k in ("bitops", "latency_ms") if k in fronts]
+    fig, axes = plt.subplots(1, len(axes_keys), figsize=(5.5 * len(axes_keys), 4.5), squeeze=False)
+    labels = {"bitops": ("GBitOps", 1e9), "latency_ms": ("predicted INT8 latency (ms)", 1.0)}
+    for ax, key in zip(axes[0], axes_keys):
+        name, scale = labels[key]
+        ax.scatter([c.metrics[key] / scale for c in candidates], [c.fitness for c in candidates], s=10,
+                   alpha=0.4, label="evaluated")
+        front = fronts[key]
+        ax.plot([c.metrics[key] / scale for c in front], [c.fitness for c in front], "r.-", label="Pareto front")
+        for bname, metrics in baselines.items():
+            if key in metrics:
+                ax.scatter([metrics[key] / scale], [metrics["miou"]], marker="s", s=40, label=bname)
+        ax.scatter([best.metrics[key] / scale], [best.fitness], marker="*", s=160, c="k", label="best.yaml")
+        if key in budgets:
+            ax.axvline(budgets[key] / scale, ls="--", c="gray", lw=1, label="budget")
+        ax.set_xlabel(name)
+        ax.set_ylabel("search-val mIoU")
+        ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)

@@ -7,12 +7,13 @@ from qnas.config.schema import (
     DeployConfig,
     PhaseConfig,
     QuantConfig,
+    SearchConfig,
     TrainConfig,
     config_hash,
     load_config,
 )
 
 __all__ = [
-    "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "TrainConfig", "config_hash",
+    "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_hash",
     "dump_yaml", "from_dict", "load_config", "to_dict",
 ]

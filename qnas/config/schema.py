@@ -12,7 +12,7 @@ from qnas.errors import ConfigError, FieldError
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
-    "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "TrainConfig", "load_config",
+    "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
     "config_hash",
 ]
 
@@ -136,12 +136,40 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Evolutionary search (METHOD.md §6); budgets are absolute or FACTORx:POLICY (e.g. 0.5x:uniform_w8a8)."""
+
+    population: int = 100
+    parents: int = 50
+    mutants: int = 50
+    crossovers: int = 50
+    generations: int = 10
+    p_mutate: float = 0.2
+    seed: int = 0
+    bitops_budget: str | None = None  # GBitOps at the deployment resolution, or FACTORx:POLICY
+    latency_budget: str | None = None  # ms from the latency table, or FACTORx:POLICY
+    max_tries: int = 2000  # per candidate, sampling under the budgets
+
+    def __post_init__(self) -> None:
+        for name in ("population", "parents", "generations", "max_tries"):
+            _positive(name, getattr(self, name))
+        for name in ("mutants", "crossovers"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.parents > self.population:
+            raise FieldError("parents", f"{self.parents} exceeds population {self.population}")
+        if not 0.0 <= self.p_mutate <= 1.0:
+            raise FieldError("p_mutate", f"must be in [0, 1], got {self.p_mutate}")
+
+
+@dataclass(frozen=True)
 class Config:
     space: SpaceSpec = field(default_factory=SpaceSpec)
     data: DataConfig = field(default_factory=DataConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:

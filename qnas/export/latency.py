@@ -17,13 +17,14 @@ import onnx
 
 from qnas.cost.latency import LatencyTable, LatencyTableError, space_blocks
 from qnas.errors import QnasError
-from qnas.export.network import RandomWeights, block_graph, network_graph
+from qnas.export.network import RandomLayers, block_graph, network_graph
 from qnas.space import SpaceSpec
 
 __all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "build_table", "measure_network",
-           "FLOAT_CONV_OPS"]
+           "FLOAT_CONV_OPS", "INTEGER_CONV_OPS", "assert_integer"]
 
-FLOAT_CONV_OPS = {"Conv", "FusedConv", "NhwcFusedConv", "ConvTranspose", "ConvInteger"}
+FLOAT_CONV_OPS = {"Conv", "FusedConv", "NhwcFusedConv", "ConvTranspose"}
+INTEGER_CONV_OPS = {"QLinearConv", "NhwcQLinearConv", "ConvInteger"}
 
 
 @dataclass
@@ -136,8 +137,9 @@ def assert_integer(backend: Backend, model: onnx.ModelProto, what: str) -> None:
         return
     ops = backend.optimized_ops(model)
     floats = sorted(set(ops) & FLOAT_CONV_OPS)
-    if floats or "QLinearConv" not in ops and not any("QLinearConv" in op for op in ops):
-        raise QnasError(f"{what}: the optimized graph runs {floats or 'no QLinearConv'}; not an integer engine")
+    written = sum(n.op_type in INTEGER_CONV_OPS for n in model.graph.node)
+    if floats or sum(op in INTEGER_CONV_OPS for op in ops) != written:
+        raise QnasError(f"{what}: the optimized graph runs {floats or ops}; not every conv is an integer kernel")
 
 
 def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, out: str | os.PathLike[str], *,
@@ -164,7 +166,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
     for i, block in enumerate(todo):
         if progress:
             progress(block.key, i, len(todo))
-        model = block_graph(spec, block, tuple(resolution), RandomWeights(i)).model()
+        model = block_graph(spec, block, tuple(resolution), RandomLayers(i)).model()
         assert_integer(backend, model, f"block {block.key}")
         table.entries[block.key] = round(backend.measure(model, warmup, repeats).median_ms, 5)
         table.write(out)
@@ -177,7 +179,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
 def measure_network(spec: SpaceSpec, genome: Mapping[str, int], resolution: tuple[int, int], backend: Backend,
                     warmup: int, repeats: int, check_integer: bool = True) -> float:
     """Median latency (ms) of the whole genome's INT8 network, measured like the table's blocks."""
-    model = network_graph(spec, genome, *resolution, RandomWeights(0)).model()
+    model = network_graph(spec, genome, *resolution, RandomLayers(0)).model()
     if check_integer:
         assert_integer(backend, model, "network")
     return backend.measure(model, warmup, repeats).median_ms

@@ -1,125 +1,162 @@
-"""The network of METHOD.md §2 written as a fully-integer QLinear graph, block by block.
+"""The network of METHOD.md §2 as an integer-kernel ONNX graph, block by block.
 
-``WeightSource`` supplies each conv's int8 codes, per-channel scale, bias and output grid by
-layer label, so the same emitters serve the latency table (random codes: latency depends on
-shapes only) and the ``ort`` export (a trained network's codes and scales).
+A ``LayerSource`` supplies each conv's int8 codes, per-channel scale, bias and input grid by
+label, so the same emitters serve the latency table (random codes: latency depends on shapes
+only) and the ``ort`` export (a trained network's codes, folded scales and PACT grids).
+
+Where each conv writes its result: straight onto the next conv's input grid when that conv is
+its only reader; onto its own 8-bit output quantizer (then dequantized) when it feeds a residual
+add or several readers; as exact float logits for the classifier. See ``qnas.export.qlinear``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
 from qnas.cost.latency import Block
-from qnas.export.qlinear import Grid, QLinearGraph, QTensor
+from qnas.export.qlinear import FTensor, Grid, QLinearGraph, QTensor
 from qnas.space import SpaceSpec, conv_out_size
 
-__all__ = ["ConvParams", "WeightSource", "RandomWeights", "emit_separable", "emit_mbconv", "emit_stem",
-           "emit_head", "block_graph", "network_graph"]
+__all__ = ["LayerParams", "LayerSource", "RandomLayers", "emit_stem", "emit_mbconv", "emit_highres", "emit_head",
+           "block_graph", "network_graph"]
 
 
-class ConvParams(Protocol):
-    codes: np.ndarray
-    scale: np.ndarray
-    bias: np.ndarray | None
-    out: Grid
+@dataclass(frozen=True)
+class LayerParams:
+    codes: np.ndarray  # int8 [O, I/groups, k, k]
+    scale: np.ndarray  # float32 [O], BatchNorm folded in
+    bias: np.ndarray | None  # float32 [O]
+    in_grid: Grid  # the grid this conv quantizes its input onto
+    out_grid: Grid | None = None  # the conv's own 8-bit output quantizer, if the model has one
 
 
-class WeightSource(Protocol):
-    """What a conv needs: ``conv(label, cout, cin_per_group, k, signed_out, has_bias)``."""
-
-    def conv(self, label: str, cout: int, cin_per_group: int, k: int, signed_out: bool,
-             has_bias: bool = False) -> ConvParams: ...
-
-    def add_grid(self, label: str) -> Grid: ...
-
-    def concat_grid(self) -> Grid: ...
+class LayerSource(Protocol):
+    def layer(self, label: str, cout: int, cin_per_group: int, k: int) -> LayerParams: ...
 
 
-class _Params:
-    def __init__(self, codes: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, out: Grid) -> None:
-        self.codes, self.scale, self.bias, self.out = codes, scale, bias, out
-
-
-class RandomWeights:
-    """Random int8 codes and plausible 8-bit grids: enough to time an integer engine."""
+class RandomLayers:
+    """Random int8 codes on 8-bit grids: enough to time an integer engine."""
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def conv(self, label: str, cout: int, cin_per_group: int, k: int, signed_out: bool,
-             has_bias: bool = False) -> ConvParams:
+    def layer(self, label: str, cout: int, cin_per_group: int, k: int) -> LayerParams:
         codes = self.rng.integers(-127, 128, size=(cout, cin_per_group, k, k)).astype(np.int8)
         scale = np.full(cout, 1.0 / (127 * np.sqrt(cin_per_group * k * k)), np.float32)
-        bias = self.rng.normal(0, 0.1, cout).astype(np.float32) if has_bias else None
-        out = Grid.symmetric(0.05) if signed_out else Grid.unsigned(0.03)
-        return _Params(codes, scale, bias, out)
-
-    def add_grid(self, label: str) -> Grid:
-        return Grid.symmetric(0.05)
-
-    def concat_grid(self) -> Grid:
-        return Grid.symmetric(0.05)
+        bias = self.rng.normal(0, 0.1, cout).astype(np.float32)
+        out = None
+        if label.endswith(".pw2"):
+            out = Grid.symmetric(0.05)
+        elif label == "stem.ds2.pw":
+            out = Grid.unsigned(0.03)
+        return LayerParams(codes, scale, bias, Grid.unsigned(0.03), out)
 
 
-def _conv(g: QLinearGraph, x: QTensor, src: WeightSource, label: str, cout: int, k: int, stride: int,
-          depthwise: bool, signed_out: bool, has_bias: bool = False) -> QTensor:
+class _Emitter:
+    """Emits convs by label, looking up each reader's grid so producers can write onto it."""
+
+    def __init__(self, g: QLinearGraph, src: LayerSource, spec: SpaceSpec) -> None:
+        self.g, self.src, self.spec = g, src, spec
+        self._params: dict[str, LayerParams] = {}
+
+    def params(self, label: str, cout: int, cin_per_group: int, k: int) -> LayerParams:
+        if label not in self._params:
+            self._params[label] = self.src.layer(label, cout, cin_per_group, k)
+        return self._params[label]
+
+    def read(self, x: QTensor | FTensor, grid: Grid) -> QTensor:
+        """``x`` on ``grid``: float tensors are quantized; codes must already be on it."""
+        if isinstance(x, FTensor):
+            return self.g.quantize(x, grid)
+        if (x.grid.scale, x.grid.zero_point) != (grid.scale, grid.zero_point):
+            raise ValueError(f"codes on grid {x.grid} read on grid {grid}")
+        return x
+
+    def conv(self, x: QTensor | FTensor, label: str, cout: int, k: int, stride: int, depthwise: bool,
+             relu: bool, to: tuple[str, int, int, int] | None) -> QTensor | FTensor:
+        """Conv ``label``; ``to`` = (reader label, reader cout, reader cin/group, reader k) writes onto the
+        reader's grid (QLinearConv), ``None`` gives a float result (ConvInteger)."""
+        cin = x.shape[1]
+        cout = cin if depthwise else cout
+        p = self.params(label, cout, 1 if depthwise else cin, k)
+        q = self.read(x, p.in_grid)
+        groups = cin if depthwise else 1
+        if to is None:
+            if p.out_grid is not None:  # QLinearConv onto the model's own output quantizer
+                return self.g.dequantize(self.g.conv(q, p.codes, p.scale, p.bias, stride, groups, p.out_grid))
+            return self.g.conv_to_float(q, p.codes, p.scale, p.bias, stride, groups, relu)
+        out = self.params(*to).in_grid
+        if relu and out.zero_point > out.lo:  # a signed reader after a ReLU: drop negative codes
+            out = replace(out, lo=out.zero_point)
+        return self.g.conv(q, p.codes, p.scale, p.bias, stride, groups, out)
+
+
+def emit_stem(e: _Emitter, image: FTensor) -> FTensor:
+    c1, c2, c3 = e.spec.stem_channels
+    t1, t2, t3 = e.spec.stem_strides
+    h = e.conv(image, "stem.conv", c1, 3, t1, False, True, ("stem.ds1.dw", c1, 1, 3))
+    h = e.conv(h, "stem.ds1.dw", c1, 3, t2, True, True, ("stem.ds1.pw", c2, c1, 1))
+    h = e.conv(h, "stem.ds1.pw", c2, 1, 1, False, True, ("stem.ds2.dw", c2, 1, 3))
+    h = e.conv(h, "stem.ds2.dw", c2, 3, t3, True, True, ("stem.ds2.pw", c3, c2, 1))
+    return e.conv(h, "stem.ds2.pw", c3, 1, 1, False, True, None)
+
+
+def emit_mbconv(e: _Emitter, x: FTensor, label: str, cout: int, stride: int, kernel: int, expand: int) -> FTensor:
     cin = x.shape[1]
-    p = src.conv(label, cin if depthwise else cout, 1 if depthwise else cin, k, signed_out, has_bias)
-    return g.conv(x, p.codes, p.scale, p.bias, stride, cin if depthwise else 1, p.out)
-
-
-def emit_separable(g: QLinearGraph, x: QTensor, src: WeightSource, label: str, cout: int, stride: int) -> QTensor:
-    h = _conv(g, x, src, f"{label}.dw", 0, 3, stride, True, False)
-    return _conv(g, h, src, f"{label}.pw", cout, 1, 1, False, False)
-
-
-def emit_mbconv(g: QLinearGraph, x: QTensor, src: WeightSource, label: str, cout: int, stride: int,
-                kernel: int, expand: int) -> QTensor:
-    cin = x.shape[1]
-    h = _conv(g, x, src, f"{label}.pw1", cin * expand, 1, 1, False, False)
-    h = _conv(g, h, src, f"{label}.dw", 0, kernel, stride, True, False)
-    h = _conv(g, h, src, f"{label}.pw2", cout, 1, 1, False, True)
+    mid = cin * expand
+    h = e.conv(x, f"{label}.pw1", mid, 1, 1, False, True, (f"{label}.dw", mid, 1, kernel))
+    h = e.conv(h, f"{label}.dw", mid, kernel, stride, True, True, (f"{label}.pw2", cout, mid, 1))
+    out = e.conv(h, f"{label}.pw2", cout, 1, 1, False, False, None)
     if stride == 1 and cin == cout:
-        h = g.add(h, x, src.add_grid(label))
-    return h
+        out = e.g.add(out, x)
+    return out
 
 
-def emit_stem(g: QLinearGraph, x: QTensor, src: WeightSource, spec: SpaceSpec) -> QTensor:
-    c1, c2, c3 = spec.stem_channels
-    t1, t2, t3 = spec.stem_strides
-    h = _conv(g, x, src, "stem.conv", c1, 3, t1, False, False)
-    h = emit_separable(g, h, src, "stem.ds1", c2, t2)
-    return emit_separable(g, h, src, "stem.ds2", c3, t3)
+def _fused_channels(spec: SpaceSpec) -> int:
+    return sum(spec.stage_channels) + spec.highres_channels
 
 
-def emit_head(g: QLinearGraph, stage_outs: list[QTensor], highres: QTensor, src: WeightSource, spec: SpaceSpec,
-              out_size: tuple[int, int]) -> QTensor:
+def emit_highres(e: _Emitter, stem: FTensor) -> QTensor:
+    """The high-resolution branch, written onto the head's input grid (its only reader)."""
+    c3, hr = e.spec.stem_channels[-1], e.spec.highres_channels
+    h = e.conv(stem, "hr.dw", c3, 3, 1, True, True, ("hr.pw", hr, c3, 1))
+    return e.conv(h, "hr.pw", hr, 1, 1, False, True, ("head.ds1.dw", _fused_channels(e.spec), 1, 3))
+
+
+def emit_head(e: _Emitter, stage_outs: list[FTensor], highres: QTensor, out_size: tuple[int, int]) -> FTensor:
+    """Fusion (quantize each branch onto the head's grid, resize, concat: exact), head, classifier."""
+    spec = e.spec
+    fused_ch = _fused_channels(spec)
+    grid = e.params("head.ds1.dw", fused_ch, 1, 3).in_grid
     size = highres.shape[2:]
-    fused = g.concat([g.resize_nearest(o, size) for o in stage_outs] + [highres], src.concat_grid())
+    branches = [e.g.resize_nearest(e.read(o, grid), size) for o in stage_outs]
+    fused = e.g.concat(branches + [highres])
     h1, h2 = spec.head_channels
-    h = emit_separable(g, fused, src, "head.ds1", h1, 1)
-    h = emit_separable(g, h, src, "head.ds2", h2, 1)
-    logits = _conv(g, h, src, "classifier", spec.num_classes, 1, 1, False, True, has_bias=True)
-    return g.resize_nearest(logits, out_size)
+    h = e.conv(fused, "head.ds1.dw", fused_ch, 3, 1, True, True, ("head.ds1.pw", h1, fused_ch, 1))
+    h = e.conv(h, "head.ds1.pw", h1, 1, 1, False, True, ("head.ds2.dw", h1, 1, 3))
+    h = e.conv(h, "head.ds2.dw", h1, 3, 1, True, True, ("head.ds2.pw", h2, h1, 1))
+    h = e.conv(h, "head.ds2.pw", h2, 1, 1, False, True, ("classifier", spec.num_classes, h2, 1))
+    logits = e.conv(h, "classifier", spec.num_classes, 1, 1, False, False, None)
+    return e.g.resize_nearest(logits, out_size)
 
 
 def network_graph(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int,
-                  src: WeightSource, input_grid: Grid | None = None) -> QLinearGraph:
+                  src: LayerSource) -> QLinearGraph:
     """The whole genome's network: float image in, float logits (at input size) out."""
     g = QLinearGraph("qnas_network")
-    x = g.input("image", (1, spec.in_channels, height, width), input_grid or Grid.unsigned(1 / 255))
-    stem = emit_stem(g, x, src, spec)
+    e = _Emitter(g, src, spec)
+    stem = emit_stem(e, g.input("image", (1, spec.in_channels, height, width)))
     h, outs = stem, []
     for s, (cout, stride) in enumerate(zip(spec.stage_channels, spec.stage_strides), start=1):
         for b in range(genome[f"s{s}.depth"]):
-            h = emit_mbconv(g, h, src, f"s{s}.b{b}", cout, stride if b == 0 else 1,
-                            genome[f"s{s}.b{b}.k"], genome[f"s{s}.b{b}.e"])
+            h = emit_mbconv(e, h, f"s{s}.b{b}", cout, stride if b == 0 else 1, genome[f"s{s}.b{b}.k"],
+                            genome[f"s{s}.b{b}.e"])
         outs.append(h)
-    hr = emit_separable(g, stem, src, "hr", spec.highres_channels, 1)
-    g.output(emit_head(g, outs, hr, src, spec, (height, width)), "logits")
+    g.output(emit_head(e, outs, emit_highres(e, stem), (height, width)), "logits")
     return g
 
 
@@ -131,25 +168,23 @@ def _stage_output_shapes(spec: SpaceSpec, stem_hw: tuple[int, int]) -> list[tupl
     return shapes
 
 
-def block_graph(spec: SpaceSpec, block: Block, deploy_hw: tuple[int, int], src: WeightSource) -> QLinearGraph:
-    """One block alone, with integer inputs and outputs (the stem takes the float image)."""
+def block_graph(spec: SpaceSpec, block: Block, deploy_hw: tuple[int, int], src: LayerSource) -> QLinearGraph:
+    """One block alone, as the whole network runs it (float where the network has float tensors)."""
     g = QLinearGraph(f"block {block.key}")
+    e = _Emitter(g, src, spec)
     h, w = block.in_hw
     if block.kind == "stem":
-        x = g.input("image", (1, block.cin, h, w), Grid.unsigned(1 / 255))
-        g.integer_output(emit_stem(g, x, src, spec), "out")
+        g.output(emit_stem(e, g.input("image", (1, block.cin, h, w))), "out")
     elif block.kind == "mbconv":
-        x = g.quantized_input("x", (1, block.cin, h, w), Grid.symmetric(0.05))
-        g.integer_output(emit_mbconv(g, x, src, "block", block.cout, block.stride, block.kernel, block.expand),
-                         "out")
+        x = g.input("x", (1, block.cin, h, w))
+        g.output(emit_mbconv(e, x, "block", block.cout, block.stride, block.kernel, block.expand), "out")
     elif block.kind == "highres":
-        x = g.quantized_input("x", (1, block.cin, h, w), Grid.unsigned(0.03))
-        g.integer_output(emit_separable(g, x, src, "hr", block.cout, 1), "out")
+        g.output(emit_highres(e, g.input("x", (1, block.cin, h, w))), "out")
     elif block.kind == "head":
-        outs = [g.quantized_input(f"stage{i}", shape, Grid.symmetric(0.05))
-                for i, shape in enumerate(_stage_output_shapes(spec, (h, w)), start=1)]
-        hr = g.quantized_input("highres", (1, spec.highres_channels, h, w), Grid.unsigned(0.03))
-        g.output(emit_head(g, outs, hr, src, spec, deploy_hw), "logits")
+        outs = [g.input(f"stage{i}", shape) for i, shape in enumerate(_stage_output_shapes(spec, (h, w)), start=1)]
+        grid = e.params("head.ds1.dw", _fused_channels(spec), 1, 3).in_grid
+        hr = g.quantized_input("highres", (1, spec.highres_channels, h, w), grid)
+        g.output(emit_head(e, outs, hr, deploy_hw), "logits")
     else:
         raise ValueError(f"unknown block kind {block.kind!r}")
     return g

@@ -10,46 +10,55 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["ConvFactory", "NormFactory", "ConvBNAct", "SeparableConv", "MBConv", "ElasticStage"]
+__all__ = ["ConvFactory", "NormFactory", "OutputQuantFactory", "ConvBNAct", "SeparableConv", "MBConv", "ElasticStage"]
 
 # conv_layer(in_channels, out_channels, kernel_sizes, stride, depthwise, signed_input, label)
 ConvFactory = Callable[[int, int, Sequence[int], int, bool, bool, str], nn.Module]
 NormFactory = Callable[[int], nn.Module]
+# output_quant(signed): the 8-bit quantizer of a tensor that an integer engine materializes as a
+# number (a residual operand, a branch point), so the exported graph can compute it exactly.
+OutputQuantFactory = Callable[[bool], nn.Module]
 
 
 class ConvBNAct(nn.Module):
-    """Quantized conv, BatchNorm, optional ReLU."""
+    """Quantized conv, BatchNorm, optional ReLU, optional output quantizer."""
 
     def __init__(self, cin: int, cout: int, kernel_sizes: Sequence[int], stride: int, depthwise: bool,
                  *, relu: bool, signed_input: bool, label: str, conv_layer: ConvFactory,
-                 norm_layer: NormFactory) -> None:
+                 norm_layer: NormFactory, output_quant: OutputQuantFactory | None = None) -> None:
         super().__init__()
         self.conv = conv_layer(cin, cout, kernel_sizes, stride, depthwise, signed_input, label)
         self.bn = norm_layer(cout)
         self.act = nn.ReLU() if relu else nn.Identity()
+        self.out_quant = output_quant(not relu) if output_quant is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
+        return self.out_quant(self.act(self.bn(self.conv(x))))
 
 
 class SeparableConv(nn.Sequential):
     """Depthwise 3x3 (+BN+ReLU) then pointwise 1x1 (+BN+ReLU), labelled ``{label}.dw`` / ``{label}.pw``."""
 
     def __init__(self, cin: int, cout: int, stride: int, *, signed_input: bool, label: str,
-                 conv_layer: ConvFactory, norm_layer: NormFactory) -> None:
+                 conv_layer: ConvFactory, norm_layer: NormFactory,
+                 output_quant: OutputQuantFactory | None = None) -> None:
         layers = dict(conv_layer=conv_layer, norm_layer=norm_layer)
         super().__init__()
         self.dw = ConvBNAct(cin, cin, (3,), stride, True, relu=True, signed_input=signed_input,
                             label=f"{label}.dw", **layers)
         self.pw = ConvBNAct(cin, cout, (1,), 1, False, relu=True, signed_input=False,
-                            label=f"{label}.pw", **layers)
+                            label=f"{label}.pw", output_quant=output_quant, **layers)
 
 
 class MBConv(nn.Module):
-    """Mobile inverted bottleneck: expand 1x1, depthwise kxk, linear project 1x1, residual if shapes allow."""
+    """Mobile inverted bottleneck: expand 1x1, depthwise kxk, linear project 1x1, residual if shapes allow.
+
+    With ``output_quant`` the projection's output is quantized (8 bits) before the residual add.
+    """
 
     def __init__(self, cin: int, cout: int, stride: int, kernel_sizes: Sequence[int], max_expand: int,
-                 *, signed_input: bool, label: str, conv_layer: ConvFactory, norm_layer: NormFactory) -> None:
+                 *, signed_input: bool, label: str, conv_layer: ConvFactory, norm_layer: NormFactory,
+                 output_quant: OutputQuantFactory | None = None) -> None:
         super().__init__()
         mid = cin * max_expand
         layers = dict(conv_layer=conv_layer, norm_layer=norm_layer)
@@ -58,7 +67,7 @@ class MBConv(nn.Module):
         self.dw = ConvBNAct(mid, mid, kernel_sizes, stride, True, relu=True, signed_input=False,
                             label=f"{label}.dw", **layers)
         self.pw2 = ConvBNAct(mid, cout, (1,), 1, False, relu=False, signed_input=False,
-                             label=f"{label}.pw2", **layers)
+                             label=f"{label}.pw2", output_quant=output_quant, **layers)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
 from qnas.space import Genome, SearchSpace, SpaceSpec, fusion_channels
 from qnas.supernet.blocks import ConvBNAct, ElasticStage, MBConv, SeparableConv
 from qnas.supernet.ops import ElasticBatchNorm2d, ElasticQConv2d, QConv2d
@@ -69,6 +70,12 @@ class SegNet(nn.Module):
             if isinstance(module, (ElasticQConv2d, QConv2d)):
                 yield module
 
+    def set_quantization(self, enabled: bool) -> None:
+        """Turn every fake quantizer on (QAT) or off (float training)."""
+        for module in self.modules():
+            if isinstance(module, (PACTActivationQuant, PerChannelWeightQuant)):
+                module.enabled = enabled
+
 
 def _aux_head(channels: int, num_classes: int) -> nn.Module:
     """A float auxiliary classifier for deep supervision (training only, never frozen)."""
@@ -108,12 +115,6 @@ class Supernet(SegNet):
                 block.dw.conv.set_active(kernel=genome[f"s{s}.b{b}.k"])
                 cin = self.spec.stage_channels[s - 1]
         self.genome = genome
-
-    def set_quantization(self, enabled: bool) -> None:
-        """Turn every fake quantizer on (QAT) or off (float warm-up)."""
-        for conv in self.quantized_layers():
-            conv.act_quant.enabled = enabled
-            conv.weight_quant.enabled = enabled
 
     def forward_train(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Main logits and the auxiliary heads' logits (on the last stages), all at input size."""
@@ -156,6 +157,9 @@ def segnas_supernet(spec: SpaceSpec, quant: QuantSettings) -> Supernet:
                               act_init_clip=quant.act_init_clip, learn_weight_clip=quant.learn_weight_clip,
                               label=label)
 
+    def output_quant(signed: bool) -> PACTActivationQuant:
+        return PACTActivationQuant((8,), signed=signed, init_alpha=quant.act_init_clip)
+
     layers = dict(conv_layer=conv, norm_layer=ElasticBatchNorm2d)
     c1, c2, c3 = spec.stem_channels
     t1, t2, t3 = spec.stem_strides
@@ -166,7 +170,8 @@ def segnas_supernet(spec: SpaceSpec, quant: QuantSettings) -> Supernet:
     stem = nn.Sequential()
     stem.add_module("conv", stem_conv)
     stem.add_module("ds1", SeparableConv(c1, c2, t2, signed_input=False, label="stem.ds1", **layers))
-    stem.add_module("ds2", SeparableConv(c2, c3, t3, signed_input=False, label="stem.ds2", **layers))
+    stem.add_module("ds2", SeparableConv(c2, c3, t3, signed_input=False, label="stem.ds2",
+                                         output_quant=output_quant, **layers))
 
     stages, cin = [], c3
     for s, (cout, stride) in enumerate(zip(spec.stage_channels, spec.stage_strides), start=1):
@@ -174,7 +179,7 @@ def segnas_supernet(spec: SpaceSpec, quant: QuantSettings) -> Supernet:
         for b in range(spec.max_depth):
             signed = not (s == 1 and b == 0)  # only the stem's output is post-ReLU
             blocks.append(MBConv(cin, cout, stride if b == 0 else 1, spec.kernels, max(spec.expands),
-                                 signed_input=signed, label=f"s{s}.b{b}", **layers))
+                                 signed_input=signed, label=f"s{s}.b{b}", output_quant=output_quant, **layers))
             cin = cout
         stages.append(ElasticStage(blocks))
 

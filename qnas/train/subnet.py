@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -11,7 +11,7 @@ from qnas.data import ConfusionMeter
 from qnas.supernet import SegNet, Supernet, freeze, recalibrate_bn
 from qnas.train.loop import evaluate
 
-__all__ = ["cut_subnet", "evaluate_subnet", "score", "SubnetScore"]
+__all__ = ["cut_subnet", "evaluate_subnet", "score", "SubnetScore", "SupernetEvaluator"]
 
 
 def cut_subnet(supernet: Supernet, genome: Mapping[str, int], bn_images: Sequence[Tensor] | None) -> SegNet:
@@ -38,3 +38,25 @@ def evaluate_subnet(supernet: Supernet, genome: Mapping[str, int], bn_images: Se
     with torch.no_grad():
         subnet = cut_subnet(supernet, genome, bn_images)
         return score(evaluate(subnet, loader, num_classes))
+
+
+class SupernetEvaluator:
+    """The search's fitness: mIoU of a cut, BN-recalibrated subnet on the search-validation split.
+
+    ``costs(genome)`` adds whatever the search should record beside it (BitOps, latency, ...).
+    """
+
+    def __init__(self, supernet: Supernet, bn_images: Sequence[Tensor], loader: Iterable[tuple[Tensor, Tensor]],
+                 num_classes: int, costs: Callable[[Mapping[str, int]], Mapping[str, float]] | None = None) -> None:
+        self.supernet = supernet
+        self.bn_images = bn_images
+        self.loader = loader
+        self.num_classes = num_classes
+        self.costs = costs
+
+    def __call__(self, genome: Mapping[str, int]) -> dict[str, float]:
+        result = evaluate_subnet(self.supernet, genome, self.bn_images, self.loader, self.num_classes)
+        metrics = {"miou": result["miou"], "pixel_acc": result["pixel_acc"]}
+        if self.costs is not None:
+            metrics.update(self.costs(genome))
+        return metrics

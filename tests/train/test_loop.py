@@ -27,8 +27,7 @@ def test_float_training_fits_a_small_set(small_space: SearchSpace) -> None:
     data = DigitScenes("train", 16, 64, 64, seed=0, **easy)
     loader = make_loader(data, 16, shuffle=False, seed=0)
     model = freeze(build_supernet(small_space.spec), small_space.uniform(8, 3, 6, 2))
-    for conv in model.quantized_layers():
-        conv.act_quant.enabled = conv.weight_quant.enabled = False
+    model.set_quantization(False)
     losses = train_epochs(model, loader, 80, 3e-3, optimizer="adam", weight_decay=0.0)
     result = evaluate(model, loader, 11)
     background = float((torch.stack([data[i][1] for i in range(16)]) == 0).float().mean())

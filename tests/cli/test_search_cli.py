@@ -1,0 +1,70 @@
+"""qnas search through the CLI on the tiny config: budgets hold, outputs are written, errors are clear."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qnas.cli.main import main
+from qnas.config import load_config
+from qnas.cost import genome_cost
+from qnas.space import SearchSpace, read_policy
+
+HERE = Path(__file__).resolve().parent
+TINY = str(HERE / "tiny.yaml")
+W8 = str(HERE.parents[1] / "policies/uniform_w8a8.yaml")
+
+
+@pytest.fixture(scope="module")
+def supernet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "supernet"
+    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def _bitops(genome) -> int:
+    config = load_config(TINY)
+    return genome_cost(config.space, genome, config.deploy.height, config.deploy.width).bitops
+
+
+def test_search_under_a_relative_bitops_budget(supernet_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "search"
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out),
+                 "--bitops-budget", "0.5x:uniform_w8a8", "--quiet"]) == 0
+    space = SearchSpace(load_config(TINY).space)
+    budget = 0.5 * _bitops(read_policy(W8, space).genome)
+    with open(out / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(r["bitops"]) <= budget for r in rows)
+    assert all(_bitops(space.validate(json.loads(r["genome"]))) == float(r["bitops"]) for r in rows)
+    best = read_policy(out / "best.yaml", space)
+    assert _bitops(best.genome) <= budget
+    assert best.metrics["search_val_miou"] == pytest.approx(max(float(r["miou"]) for r in rows), abs=1e-6)
+    doc = yaml.safe_load((out / "best.yaml").read_text())
+    assert {"config_hash", "supernet_checkpoint_hash", "budgets", "seed"} <= set(doc["provenance"])
+    assert (out / "search.png").stat().st_size > 1000 and (out / "pareto.csv").exists()
+    assert set(json.loads((out / "baselines.json").read_text())) == {"uniform_w8a8", "uniform_w6a6", "uniform_w4a4"}
+
+
+def test_random_control_and_impossible_budget(supernet_run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "random"
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out),
+                 "--bitops-budget", "0.6x:uniform_w8a8", "--strategy", "random", "--quiet"]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert sum(len(g) for g in state["history"]) == 6 * 3  # population x generations, as evolution
+    capsys.readouterr()
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "x"),
+                 "--bitops-budget", "0.001", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "smallest achievable bitops is" in err and len(err.strip().splitlines()) == 1
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "y"),
+                 "--bitops-budget", "half", "--quiet"]) == 2
+    assert "not a number or FACTORx:POLICY" in capsys.readouterr().err
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "z"),
+                 "--latency-budget", "3", "--quiet"]) == 2
+    assert "needs --lut" in capsys.readouterr().err
