@@ -38,6 +38,16 @@ _FloatRange = tuple[float, float]
 _Cache = dict[tuple[int, int], np.ndarray]
 
 
+def _as_classes(value: Any) -> tuple[int, ...]:
+    try:
+        classes = tuple(sorted({int(v) for v in value}))
+    except (TypeError, ValueError):
+        raise DataError(f"DigitScenes classes must be digits 0-9, got {value!r}") from None
+    if not classes or classes[0] < 0 or classes[-1] > 9:
+        raise DataError(f"DigitScenes classes must be a non-empty set of digits 0-9, got {value!r}")
+    return classes
+
+
 def _as_range(field: str, value: Any, lo: float, hi: float, kind: type) -> tuple:
     """Normalise a (low, high) pair (YAML gives lists) and check lo <= low <= high <= hi."""
     try:
@@ -73,6 +83,8 @@ class SceneDifficulty:
     noise:       standard deviation of per-pixel Gaussian noise, in [0, 1] intensity units.
     threshold:   a digit pixel is labelled where its upsampled intensity exceeds this fraction
                  of the glyph's maximum; ink is half-opaque exactly at the threshold.
+    classes:     the digit classes scenes draw from (all ten by default; fewer make an easy task,
+                 e.g. for a quick check that training learns). Labels keep their 11-class ids.
     """
 
     digits: _IntRange = (2, 4)
@@ -84,6 +96,7 @@ class SceneDifficulty:
     jitter: float = 0.15
     noise: float = 0.02
     threshold: float = 0.35
+    classes: tuple[int, ...] = tuple(range(10))
 
     def __post_init__(self) -> None:
         checks = {
@@ -96,6 +109,7 @@ class SceneDifficulty:
             "jitter": lambda v: _as_scalar("jitter", v, 0.0, 0.9),
             "noise": lambda v: _as_scalar("noise", v, 0.0, 1.0),
             "threshold": lambda v: _as_scalar("threshold", v, 0.05, 0.95),
+            "classes": _as_classes,
         }
         for name, check in checks.items():
             object.__setattr__(self, name, check(getattr(self, name)))
@@ -350,6 +364,7 @@ def make_scenes(
     diff = SceneDifficulty.from_kwargs(difficulty)
     glyphs, targets = _source_digits()
     indices = digit_pools(pool_seed)[pool]
+    indices = indices[np.isin(targets[indices], diff.classes)]
     images = np.empty((n, 3, height, width), dtype=np.uint8)
     labels = np.empty((n, height, width), dtype=np.uint8)
     sources: list[np.ndarray] = []

@@ -134,3 +134,13 @@ def test_unknown_split_and_knob_raise_data_error() -> None:
         make_scenes(2, 32, 32, "train", 0, clutterr=0.5)
     with pytest.raises(DataError):
         make_scenes(2, 4, 32, "train", 0)
+
+
+def test_classes_knob_restricts_the_digits() -> None:
+    from qnas.data import DigitScenes
+    from qnas.errors import DataError
+
+    ds = DigitScenes("train", 20, 48, 48, seed=0, classes=(3, 7))
+    assert set(torch.unique(ds.labels).tolist()) <= {0, 4, 8}
+    with pytest.raises(DataError, match="classes"):
+        DigitScenes("train", 2, 48, 48, seed=0, classes=(3, 11))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from qnas.data import DigitScenes, make_loader
@@ -15,21 +16,24 @@ def test_poly_lr() -> None:
     assert 0 < poly_lr(0.1, 50, 100) < 0.055
 
 
-def test_float_training_fits_a_small_set(small_space: SearchSpace) -> None:
-    """On 16 easy scenes, 80 Adam steps must beat predicting 'background' everywhere.
+def test_short_float_training_beats_chance_on_held_out_scenes(small_space: SearchSpace) -> None:
+    """DigitScenes learnability in a test's budget: default difficulty, digits 0 and 1 only.
 
-    This checks the loop, not the benchmark: a short run on the default (hard) DigitScenes does
-    not yet get past predicting background (see the foundation issue's closing note).
+    Predicting background everywhere scores about 0.3 mIoU here (background IoU ~0.9 over
+    3 classes); 10 epochs of 800 scenes at 48x48 reach ~0.54 on held-out scenes (17 s, 1 thread).
+    The full ten-digit task needs minutes (see the foundation issue's closing note).
     """
     torch.manual_seed(0)
-    easy = dict(contrast=(0.8, 1.0), clutter=0.2, distractors=(0, 0), strokes=(0, 0), scale=(0.3, 0.45),
-                noise=0.0, jitter=0.0)
-    data = DigitScenes("train", 16, 64, 64, seed=0, **easy)
-    loader = make_loader(data, 16, shuffle=False, seed=0)
+    task = dict(classes=(0, 1))
+    train = DigitScenes("train", 800, 48, 48, seed=0, **task)
+    val = DigitScenes("val", 100, 48, 48, seed=0, **task)
     model = freeze(build_supernet(small_space.spec), small_space.uniform(8, 3, 6, 2))
     model.set_quantization(False)
-    losses = train_epochs(model, loader, 80, 3e-3, optimizer="adam", weight_decay=0.0)
-    result = evaluate(model, loader, 11)
-    background = float((torch.stack([data[i][1] for i in range(16)]) == 0).float().mean())
-    assert losses[-1] < 0.5 * losses[0]
-    assert result.pixel_accuracy() > background + 0.01, (result.pixel_accuracy(), background)
+    losses = train_epochs(model, make_loader(train, 8, shuffle=True, seed=0), 10, 3e-3, optimizer="adam")
+    result = evaluate(model, make_loader(val, 50, shuffle=False, seed=0), 11)
+    labels = torch.stack([val[i][1] for i in range(len(val))])
+    chance = float((labels == 0).float().mean()) / 3  # background-only prediction: IoU_bg = its frequency
+    assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])
+    assert result.miou() > chance + 0.15, (result.miou(), chance)
+    present = [v for v in result.per_class_iou() if v == v]
+    assert len(present) == 3 and min(present[1:]) > 0.15  # both digits are found, not only background
