@@ -1,7 +1,7 @@
 """The ``ort`` export profile: a frozen subnet as an onnxruntime graph whose every conv is integer.
 
 BatchNorm is folded into each conv's per-channel weight scale (the int8 codes do not change;
-a negative gamma flips a channel's codes) and bias. Activation grids come from the PACT
+a negative gamma flips a channel's codes) and an int32 bias, exactly as the evaluated model folds it. Activation grids come from the PACT
 quantizers: unsigned b-bit grids in uint8 with zero point 0, symmetric b-bit grids in uint8 with
 zero point 128, narrower-than-8-bit grids kept exact by an integer Clip.
 """
@@ -21,6 +21,8 @@ from qnas.quant import PACTActivationQuant, act_levels
 from qnas.quant.functional import act_codes
 from qnas.space import SpaceSpec
 from qnas.supernet import ConvBNAct, QConv2d, SegNet
+from qnas.supernet.ops import bn_params
+from qnas.supernet.ops import fold_batchnorm as ops_fold
 
 __all__ = ["FrozenLayers", "fold_batchnorm", "activation_grid", "export_ort_model"]
 
@@ -37,25 +39,23 @@ def activation_grid(quant: PACTActivationQuant) -> Grid:
 def fold_batchnorm(conv: QConv2d, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """int8 codes [O, I/g, k, k], positive per-channel scale [O] and bias [O] with BN folded in.
 
-    ``codes * scale`` (per channel) equals the BN-scaled quantized weight; the codes are the
-    quantizer's own, sign-flipped where gamma / sigma is negative.
+    Uses the same folding as the evaluated model (``qnas.supernet.ops.fold_batchnorm``): codes
+    unchanged except sign-flipped where gamma is negative, bias already on the int32 accumulator grid.
     """
     with torch.no_grad():
         codes, scale = conv.weight_quant.codes(conv.weight)
-        codes, scale = codes.double(), scale.reshape(-1).double()
-        bias = None if conv.bias is None else conv.bias.double()
         if isinstance(bn, nn.BatchNorm2d):
-            factor = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-            shift = bn.bias.double() - bn.running_mean.double() * factor
-            bias = shift if bias is None else shift + bias * factor
-            scale = scale * factor
-        sign = torch.where(scale < 0, -1.0, 1.0).double()
+            codes, scale, bias = ops_fold(codes, scale, conv.bias, conv.act_quant.grid_scale(),
+                                          bn_params(bn, conv.out_channels))
+        else:
+            scale, bias = scale.reshape(-1), conv.bias
+        sign = torch.where(scale < 0, -1.0, 1.0)
         codes = codes * sign.reshape(-1, 1, 1, 1)
         scale = scale.abs()
     if codes.abs().max() > 127:
         raise ValueError(f"{conv.label}: weight codes exceed int8")
     return (codes.numpy().astype(np.int8), scale.numpy().astype(np.float32),
-            None if bias is None else bias.numpy().astype(np.float32))
+            None if bias is None else bias.detach().numpy().astype(np.float32))
 
 
 class FrozenLayers:

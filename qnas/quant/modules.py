@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from qnas.quant.functional import (
+    act_codes,
     act_levels,
     max_clip,
     pact_quantize,
@@ -100,6 +101,10 @@ class PACTActivationQuant(_ElasticBits):
     def active_alpha(self) -> Tensor:
         """The 0-dim alpha of the active bit width (a view, so gradients reach ``alpha``)."""
         return self.alpha[self._index]
+
+    def grid_scale(self) -> Tensor:
+        """The 0-dim step of the active grid (what ``forward`` multiplies its integer codes by)."""
+        return act_codes(self.alpha.new_zeros(()), self.active_alpha(), self._active_bits, self.signed)[1]
 
     def forward(self, x: Tensor) -> Tensor:
         """Fake-quantize ``x`` at the active bit width (identity when disabled)."""

@@ -33,7 +33,13 @@ class ConvBNAct(nn.Module):
         self.out_quant = output_quant(not relu) if output_quant is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out_quant(self.act(self.bn(self.conv(x))))
+        conv = self.conv
+        if not self.training and getattr(conv, "forward_folded", None) and conv.act_quant.enabled \
+                and conv.weight_quant.enabled:
+            y = conv.forward_folded(x, self.bn)  # evaluation = the integer engine: BN folded, int32 bias
+        else:
+            y = self.bn(conv(x))
+        return self.out_quant(self.act(y))
 
 
 class SeparableConv(nn.Sequential):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
 from qnas.supernet.blocks import ElasticStage
 from qnas.supernet.network import SegNet, Supernet
 from qnas.supernet.ops import ElasticBatchNorm2d, ElasticQConv2d
@@ -26,11 +27,19 @@ def _input_channels(net: Supernet, height: int, width: int) -> dict[nn.Module, i
 
     hooks = [m.register_forward_pre_hook(record) for m in net.modules() if isinstance(m, _ELASTIC_LEAVES)]
     was_training = net.training
+    # Quantizers off for this trace, so every conv and BatchNorm is called as a module (the
+    # quantized eval path calls the folded conv function instead, which hooks cannot see).
+    quantizers = [m for m in net.modules() if isinstance(m, (PACTActivationQuant, PerChannelWeightQuant))]
+    enabled = [q.enabled for q in quantizers]
     try:
         net.eval()
+        for q in quantizers:
+            q.enabled = False
         with torch.no_grad():
             net(torch.zeros(1, net.spec.in_channels, height, width))
     finally:
+        for q, flag in zip(quantizers, enabled):
+            q.enabled = flag
         net.train(was_training)
         for hook in hooks:
             hook.remove()

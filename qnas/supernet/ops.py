@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
 
-__all__ = ["qconv2d", "QConv2d", "ElasticQConv2d", "ElasticBatchNorm2d", "centre_crop"]
+__all__ = ["qconv2d", "folded_qconv2d", "fold_batchnorm", "bn_params", "QConv2d", "ElasticQConv2d",
+           "ElasticBatchNorm2d", "centre_crop"]
 
 
 def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
@@ -23,6 +24,42 @@ def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups:
     """Conv of the quantized input with the quantized weight ('same' padding)."""
     kernel = weight.shape[-1]
     return F.conv2d(act_quant(x), weight_quant(weight), bias, stride, kernel // 2, 1, groups)
+
+
+def bn_params(bn: nn.Module, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """Running mean, running var, gamma, beta (first ``channels``) and eps of a BatchNorm."""
+    if isinstance(bn, ElasticBatchNorm2d):
+        return (*bn.active_params(channels), bn.eps)
+    return bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
+
+
+def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input_scale: Tensor,
+                   bn: tuple[Tensor, Tensor, Tensor, Tensor, float]) -> tuple[Tensor, Tensor, Tensor]:
+    """Fold eval-mode BatchNorm into a quantized conv as an integer engine runs it.
+
+    The int8 codes stay; each channel's scale becomes ``s * gamma / sigma`` and the bias
+    ``beta - mean * gamma / sigma`` is rounded to the accumulator grid (input scale x folded
+    weight scale), as an int32 bias. Returns (codes, folded scale [O], bias on that grid [O]).
+    This one function defines the evaluated model and the exported one.
+    """
+    mean, var, gamma, beta, eps = bn
+    factor = gamma / torch.sqrt(var + eps)
+    folded = scale.reshape(-1) * factor
+    bias = beta - mean * factor
+    if conv_bias is not None:
+        bias = bias + conv_bias * factor
+    step = input_scale * folded
+    return codes, folded, torch.round(bias / step) * step
+
+
+def folded_qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
+                   act_quant: PACTActivationQuant, weight_quant: PerChannelWeightQuant,
+                   bn: tuple[Tensor, Tensor, Tensor, Tensor, float]) -> Tensor:
+    """Eval-mode quantized conv + BatchNorm through ``fold_batchnorm`` (what the integer export computes)."""
+    codes, scale = weight_quant.codes(weight)
+    codes, folded, int_bias = fold_batchnorm(codes, scale, bias, act_quant.grid_scale(), bn)
+    kernel = weight.shape[-1]
+    return F.conv2d(act_quant(x), codes * folded.reshape(-1, 1, 1, 1), int_bias, stride, kernel // 2, 1, groups)
 
 
 def centre_crop(weight: Tensor, kernel: int) -> Tensor:
@@ -59,6 +96,10 @@ class QConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant, self.weight_quant)
+
+    def forward_folded(self, x: Tensor, bn: nn.Module) -> Tensor:
+        return folded_qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant,
+                              self.weight_quant, bn_params(bn, self.out_channels))
 
     def extra_repr(self) -> str:
         return (f"{self.label}: {self.in_channels}->{self.out_channels}, k={self.kernel_size}, "
@@ -136,6 +177,12 @@ class ElasticQConv2d(nn.Module):
         groups = x.shape[1] if self.depthwise else 1
         return qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups,
                        self.act_quant, self.weight_quant)
+
+    def forward_folded(self, x: Tensor, bn: nn.Module) -> Tensor:
+        weight = self.active_weight(x.shape[1])
+        groups = x.shape[1] if self.depthwise else 1
+        return folded_qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups, self.act_quant,
+                              self.weight_quant, bn_params(bn, weight.shape[0]))
 
     def freeze(self, in_channels: int) -> QConv2d:
         """The active subnet's conv as a static ``QConv2d`` holding copies of the active tensors."""

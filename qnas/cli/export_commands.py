@@ -1,0 +1,96 @@
+"""``qnas export``: a trained policy as an ONNX file that runs (integer ``ort`` profile, float twin)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from qnas.cli.command import Command, config_argument, load
+from qnas.cli.runs import bn_images, load_trained, setup_torch, train_dataset
+from qnas.errors import QnasError
+from qnas.space import read_policy
+from qnas.train import cut_subnet
+
+__all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy"]
+
+FORMATS = ("ort", "onnx-fp32")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    config_argument(parser)
+    parser.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="a finished run folder or its checkpoint.pt (qnas train, baseline or finetune)")
+    parser.add_argument("--policy", required=True, metavar="P", help="policy YAML: the subnet to export")
+    parser.add_argument("--format", required=True, choices=FORMATS,
+                        help="ort: onnxruntime graph whose every conv is an integer kernel (QLinearConv / "
+                             "ConvInteger), computing what the fake-quantized model computes; "
+                             "onnx-fp32: the float twin (quantizers off) for speed comparisons")
+    parser.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write (atomically)")
+    parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
+    parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")
+
+
+def _write_atomic(model_bytes: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_policy(config, supernet, genome, fmt: str, height: int, width: int, bn: list) -> bytes:
+    """Serialized ONNX of the policy's subnet (BatchNorm recalibrated as it was evaluated)."""
+    import onnx
+    import torch
+
+    subnet = cut_subnet(supernet, genome, bn)
+    if fmt == "ort":
+        from qnas.export.latency import assert_integer, get_backend
+        from qnas.export.ort import export_ort_model
+
+        model = export_ort_model(subnet, config.space, genome, height, width)
+        assert_integer(get_backend("ort-cpu", 1), model, "ort export")
+        return model.SerializeToString()
+    if fmt == "onnx-fp32":
+        subnet.set_quantization(False)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "fp32.onnx")
+            torch.onnx.export(subnet, (torch.zeros(1, config.space.in_channels, height, width),), path,
+                              input_names=["image"], output_names=["logits"], opset_version=17, dynamo=False)
+            return onnx.load(path).SerializeToString()
+    raise QnasError(f"unknown export format {fmt!r}; allowed: {list(FORMATS)}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    config, space = load(args)
+    policy = read_policy(args.policy, space)
+    height = args.height or config.deploy.height
+    width = args.width or config.deploy.width
+    for name, value in (("--height", height), ("--width", width)):
+        if value < 32 or value % 32:
+            raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
+    setup_torch(config)
+    supernet, _ = load_trained(config, args.checkpoint)
+    data = export_policy(config, supernet, policy.genome, args.format, height, width,
+                         bn_images(config, train_dataset(config)))
+    _write_atomic(data, Path(args.out))
+    print(f"wrote {args.out} ({args.format}, {policy.name}, {height}x{width}, {len(data) / 1e6:.2f} MB)")
+    return 0
+
+
+EXPORT_COMMANDS = [
+    Command("export", "export a policy as an ONNX file",
+            "Cut the policy's subnet from a trained run, recalibrate its BatchNorm as eval does, fold BatchNorm "
+            "into the convs and write ONNX: --format ort gives an onnxruntime graph whose every conv runs as an "
+            "integer kernel (checked in the optimized graph); onnx-fp32 the float twin. The file is written "
+            "atomically.",
+            _arguments, _export),
+]
