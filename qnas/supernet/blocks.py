@@ -33,12 +33,10 @@ class ConvBNAct(nn.Module):
         self.out_quant = output_quant(not relu) if output_quant is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        conv = self.conv
-        if not self.training and getattr(conv, "forward_folded", None) and conv.act_quant.enabled \
-                and conv.weight_quant.enabled:
-            y = conv.forward_folded(x, self.bn)  # evaluation = the integer engine: BN folded, int32 bias
+        if not self.training and self.conv.act_quant.enabled and self.conv.weight_quant.enabled:
+            y = self.conv(x, bn=self.bn)  # evaluation = the integer engine: BN folded, int32 bias
         else:
-            y = self.bn(conv(x))
+            y = self.bn(self.conv(x))
         return self.out_quant(self.act(y))
 
 

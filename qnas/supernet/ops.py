@@ -94,12 +94,12 @@ class QConv2d(nn.Module):
     def kernel_size(self) -> int:
         return self.weight.shape[-1]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, bn: nn.Module | None = None) -> Tensor:
+        """The conv; with ``bn`` (evaluation), conv + that BatchNorm folded as the integer export runs it."""
+        if bn is not None:
+            return folded_qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant,
+                                  self.weight_quant, bn_params(bn, self.out_channels))
         return qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant, self.weight_quant)
-
-    def forward_folded(self, x: Tensor, bn: nn.Module) -> Tensor:
-        return folded_qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant,
-                              self.weight_quant, bn_params(bn, self.out_channels))
 
     def extra_repr(self) -> str:
         return (f"{self.label}: {self.in_channels}->{self.out_channels}, k={self.kernel_size}, "
@@ -172,17 +172,15 @@ class ElasticQConv2d(nn.Module):
     def active_bias(self, out_channels: int) -> Tensor | None:
         return None if self.bias is None else self.bias[:out_channels]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, bn: nn.Module | None = None) -> Tensor:
+        """The active conv; with ``bn`` (evaluation), conv + BatchNorm folded as the integer export runs it."""
         weight = self.active_weight(x.shape[1])
         groups = x.shape[1] if self.depthwise else 1
+        if bn is not None:
+            return folded_qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups,
+                                  self.act_quant, self.weight_quant, bn_params(bn, weight.shape[0]))
         return qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups,
                        self.act_quant, self.weight_quant)
-
-    def forward_folded(self, x: Tensor, bn: nn.Module) -> Tensor:
-        weight = self.active_weight(x.shape[1])
-        groups = x.shape[1] if self.depthwise else 1
-        return folded_qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups, self.act_quant,
-                              self.weight_quant, bn_params(bn, weight.shape[0]))
 
     def freeze(self, in_channels: int) -> QConv2d:
         """The active subnet's conv as a static ``QConv2d`` holding copies of the active tensors."""
