@@ -59,7 +59,8 @@ def main() -> None:
     for folder in args.baseline:
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
         policy = read_policy(Path(folder) / "policy.yaml", space)
-        rows[f"standalone {policy.name} ({folder})"] = metrics["miou"]
+        kind = "fine-tuned from the supernet" if "finetune" in policy.provenance else "standalone"
+        rows[f"{kind} {policy.name} ({folder})"] = metrics["miou"]
     width = max(len(k) for k in rows)
     for name, value in rows.items():
         shown = f"{value[0]:.4f} / {value[1]:.4f}" if isinstance(value, tuple) else f"{value:.4f}"
