@@ -20,18 +20,23 @@ def test_recalibration_replaces_statistics_and_restores_accuracy(small_space: Se
     images = [x for x, _ in loader]
     model = freeze(build_supernet(small_space.spec), small_space.uniform(8, 3, 6, 2))
     train_epochs(model, loader, 60, 3e-3, optimizer="adam", weight_decay=0.0)
-    good = evaluate(model, loader, 11).pixel_accuracy()
+    good_meter = evaluate(model, loader, 11)
+    good = good_meter.pixel_accuracy()
     # Statistics that belong to another network (what a supernet holds for any one subnet).
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for m in norms:
         m.running_mean.normal_(0.0, 3.0)
         m.running_var.uniform_(5.0, 10.0)
-    wrong = evaluate(model, loader, 11).pixel_accuracy()
+    wrong_meter = evaluate(model, loader, 11)
+    wrong = wrong_meter.pixel_accuracy()
     weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
     momenta = [m.momentum for m in norms]
     model.eval()
     assert recalibrate_bn(model, images) == 1
-    fixed = evaluate(model, loader, 11).pixel_accuracy()
+    fixed_meter = evaluate(model, loader, 11)
+    fixed = fixed_meter.pixel_accuracy()
+    # mIoU: ~0.14 with the training-time running statistics, ~0.001 with wrong ones, ~0.37 recalibrated
+    assert wrong_meter.miou() < fixed_meter.miou() - 0.1 and fixed_meter.miou() >= good_meter.miou() - 0.02
     assert wrong < good - 0.05, (wrong, good)
     assert fixed > wrong + 0.05 and abs(fixed - good) < 0.05, (wrong, fixed, good)
     state = model.state_dict()
