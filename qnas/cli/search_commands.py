@@ -22,7 +22,7 @@ from qnas.search import Candidate, Constraint, Search, SearchSettings, pareto_fr
 from qnas.space import Genome, Policy, SearchSpace, atomic_write_text, read_policy, write_policy
 from qnas.train import SupernetEvaluator
 
-__all__ = ["SEARCH_COMMANDS", "reference_policy", "file_hash"]
+__all__ = ["SEARCH_COMMANDS", "reference_policy", "file_hash", "model_size_bytes"]
 
 BASELINES = ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")
 
@@ -216,6 +216,111 @@ def _write_outputs(args: argparse.Namespace, config: Config, space: SearchSpace,
                    budgets={c.name: c.budget for c in constraints})
 
 
+# -- qnas compare -------------------------------------------------------------------------------------
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    config_argument(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the runs and compare.md / compare.csv")
+    parser.add_argument("--supernet", metavar="RUN_DIR", default=None,
+                        help="fine-tune every policy from this supernet (qnas finetune, equal epochs); without it "
+                             "every policy is trained from scratch (qnas baseline, equal epochs)")
+    parser.add_argument("--lut", metavar="L", default=None, help="latency table: predicted and measured INT8 latency")
+    parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
+    parser.add_argument("--no-baselines", action="store_true", help="do not add the uniform W8A8/W6A6/W4A4 baselines")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("policies", nargs="*", metavar="POLICY", help="policy YAML files (e.g. searched best.yaml)")
+
+
+def _precision(genome: Genome) -> str:
+    wbits = {v for k, v in genome.items() if k.endswith(".wbits")}
+    abits = {v for k, v in genome.items() if k.endswith(".abits")}
+    if len(wbits) == len(abits) == 1:
+        return f"uniform W{wbits.pop()}A{abits.pop()}"
+    return "mixed " + "/".join(str(b) for b in sorted(wbits | abits))
+
+
+def model_size_bytes(config: Config, genome: Genome) -> float:
+    """Weights at their bit widths plus a 32-bit scale and bias per output channel (BN folded)."""
+    from qnas.space import conv_layers
+
+    total = 0.0
+    for layer in conv_layers(config.space, genome, config.deploy.height, config.deploy.width):
+        weights = layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel ** 2
+        total += weights * layer.wbits / 8 + layer.out_channels * 8
+    return total
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from qnas.cli.main import main as qnas_main
+
+    config, space = load(args)
+    policies = [read_policy(p, space) for p in args.policies]
+    paths = list(args.policies)
+    if not args.no_baselines:
+        for name in BASELINES:
+            policy = reference_policy(name, space, args.config)
+            policies.append(policy)
+            paths.append(str(next(p for p in (Path("policies") / f"{name}.yaml",
+                                               Path(args.config).resolve().parent.parent / "policies" / f"{name}.yaml")
+                                  if p.is_file())))
+    if not policies:
+        raise QnasError("nothing to compare: give policy files, or leave the uniform baselines on")
+    names = [p.name for p in policies]
+    if len(set(names)) != len(names):
+        raise QnasError(f"policy names must be distinct, got {names}")
+    table = None
+    if args.lut:
+        from qnas.cli.latency_commands import load_table
+
+        table = load_table(args.lut, force=args.force_lut)
+    out = Path(args.out)
+    rows = []
+    for policy, path in zip(policies, paths):
+        run = out / "runs" / policy.name
+        if not (run / "metrics.json").exists():
+            command = (["finetune", "--supernet", args.supernet] if args.supernet else ["baseline"])
+            resume = ["--resume"] if (run / "checkpoint.pt").exists() else []
+            code = qnas_main([*command, "--config", args.config, "--policy", path, "--out", str(run), *resume,
+                              *(["--quiet"] if args.quiet else [])])
+            if code:
+                raise QnasError(f"training {policy.name} failed (exit {code}); see {run / 'train.log'}")
+        metrics = json.loads((run / "metrics.json").read_text())
+        row = {"method": policy.name, "precision": _precision(policy.genome), "miou": round(metrics["miou"], 4),
+               "gbitops": round(metrics["bitops"] / 1e9, 3), "gmacs": round(metrics["macs"] / 1e9, 4),
+               "params_m": round(metrics["params"] / 1e6, 4),
+               "size_kb": round(model_size_bytes(config, policy.genome) / 1e3, 1)}
+        if table is not None:
+            row["latency_pred_ms"] = round(table.predict(config.space, policy.genome), 3)
+            row["latency_meas_ms"] = round(_measured_latency(config, run, policy, table), 3)
+        rows.append(row)
+    _write_csv(out / "compare.csv", rows)
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
+    training = f"fine-tuned from {args.supernet}" if args.supernet else "trained from scratch"
+    text = (f"# Comparison ({config.data.dataset}, {training}, equal epochs)\n\n" + "\n".join(lines) + "\n\n"
+            f"GBitOps and GMACs at {config.deploy.height}x{config.deploy.width}; size = weights at their bit "
+            "widths + 32-bit scale and bias per channel; latency: INT8 onnxruntime (predicted: table sum; "
+            "measured: the exported integer model).\n")
+    atomic_write_text(out / "compare.md", text)
+    print(text)
+    return 0
+
+
+def _measured_latency(config: Config, run: Path, policy: Policy, table: LatencyTable) -> float:
+    import onnx
+
+    from qnas.cli.export_commands import export_policy
+    from qnas.export.latency import get_backend
+
+    supernet, _ = load_trained(config, run)
+    h, w = table.resolution
+    data = export_policy(config, supernet, policy.genome, "ort", h, w, bn_images(config, train_dataset(config)))
+    backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
+    method = table.method or {}
+    return backend.measure(onnx.load_from_string(data), int(method.get("warmup", 5)),
+                           int(method.get("repeats", 30))).median_ms
+
+
 SEARCH_COMMANDS = [
     Command("search", "search a policy under BitOps / INT8-latency budgets",
             "Evolutionary search over architecture and per-layer bit widths (METHOD.md §6), numbers from the "
@@ -224,4 +329,10 @@ SEARCH_COMMANDS = [
             "written after every evaluation and generation; --resume continues after a kill. Writes best.yaml, "
             "evaluations.csv, pareto.csv, baselines.json and search.png to --out.",
             _arguments, _search),
+    Command("compare", "fine-tune policies and uniform baselines at equal budget and tabulate them",
+            "Train every given policy and the uniform W8A8 / W6A6 / W4A4 baselines with the same epochs "
+            "(fine-tuned from --supernet, or from scratch without it), evaluate them, and write the table of "
+            "the thesis's Table 4-4 shape (method, precision, mIoU, GBitOps, GMACs, parameters, model size, "
+            "predicted and measured INT8 latency) as compare.md and compare.csv. Finished runs are reused.",
+            _compare_arguments, _compare),
 ]
