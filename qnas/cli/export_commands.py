@@ -10,7 +10,7 @@ from pathlib import Path
 from qnas.cli.command import Command, config_argument, load
 from qnas.cli.runs import bn_images, load_trained, setup_torch, train_dataset
 from qnas.errors import QnasError
-from qnas.space import read_policy
+from qnas.space import atomic_write_bytes, read_policy
 from qnas.train import cut_subnet
 
 __all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy"]
@@ -30,20 +30,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write (atomically)")
     parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
     parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")
-
-
-def _write_atomic(model_bytes: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_policy(config, supernet, genome, fmt: str, height: int, width: int, bn: list) -> bytes:
@@ -81,7 +67,7 @@ def _export(args: argparse.Namespace) -> int:
     supernet, _ = load_trained(config, args.checkpoint)
     data = export_policy(config, supernet, policy.genome, args.format, height, width,
                          bn_images(config, train_dataset(config)))
-    _write_atomic(data, Path(args.out))
+    atomic_write_bytes(Path(args.out), data)
     print(f"wrote {args.out} ({args.format}, {policy.name}, {height}x{width}, {len(data) / 1e6:.2f} MB)")
     return 0
 

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

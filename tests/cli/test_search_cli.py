@@ -68,3 +68,26 @@ def test_random_control_and_impossible_budget(supernet_run: Path, tmp_path: Path
     assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "z"),
                  "--latency-budget", "3", "--quiet"]) == 2
     assert "needs --lut" in capsys.readouterr().err
+
+
+def test_compare_writes_the_table(supernet_run: Path, tmp_path: Path) -> None:
+    lut = tmp_path / "lut.yaml"
+    assert main(["latency-table", "--config", TINY, "--out", str(lut), "--repeats", "2", "--warmup", "1"]) == 0
+    search = tmp_path / "search"
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(search),
+                 "--bitops-budget", "0.5x:uniform_w8a8", "--lut", str(lut), "--quiet"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", TINY, "--supernet", str(supernet_run), "--lut", str(lut), "--out", str(out),
+                 "--quiet", str(search / "best.yaml")]) == 0
+    with open(out / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["precision"] for r in rows[1:]] == ["uniform W8A8", "uniform W6A6", "uniform W4A4"]
+    assert rows[0]["precision"].startswith(("mixed", "uniform"))
+    assert set(rows[0]) >= {"method", "miou", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
+                            "latency_meas_ms"}
+    w8, w4 = rows[1], rows[3]
+    assert float(w4["size_kb"]) < float(w8["size_kb"]) and float(w4["gbitops"]) < float(w8["gbitops"])
+    for row in rows:  # the numbers come from the runs' metrics files
+        metrics = json.loads((out / "runs" / row["method"] / "metrics.json").read_text())
+        assert float(row["miou"]) == pytest.approx(metrics["miou"], abs=1e-4)
+    assert "| method |" in (out / "compare.md").read_text()

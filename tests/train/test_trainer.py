@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from qnas.config import TrainConfig
 from qnas.data import DigitScenes
 from qnas.errors import CheckpointError
-from qnas.space import SearchSpace, SpaceSpec
+from qnas.space import SpaceSpec
 from qnas.supernet import build_supernet
 from qnas.train import Trainer, batch_indices, distill_loss, load_checkpoint, supernet_stages
 
