@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from qnas.cli.command import Command, config_argument, load
@@ -47,7 +48,8 @@ def export_policy(config, supernet, genome, fmt: str, height: int, width: int, b
         return model.SerializeToString()
     if fmt == "onnx-fp32":
         subnet.set_quantization(False)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are static at export
             path = os.path.join(tmp, "fp32.onnx")
             torch.onnx.export(subnet, (torch.zeros(1, config.space.in_channels, height, width),), path,
                               input_names=["image"], output_names=["logits"], opset_version=17, dynamo=False)
