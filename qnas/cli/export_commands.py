@@ -50,6 +50,7 @@ def export_policy(config, supernet, genome, fmt: str, height: int, width: int, b
         subnet.set_quantization(False)
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are static at export
+            warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate (STYLE.md)
             path = os.path.join(tmp, "fp32.onnx")
             torch.onnx.export(subnet, (torch.zeros(1, config.space.in_channels, height, width),), path,
                               input_names=["image"], output_names=["logits"], opset_version=17, dynamo=False)
