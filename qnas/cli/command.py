@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qnas.config import Config, load_config
+from qnas.errors import QnasError
 from qnas.space import SearchSpace
 
-__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "load"]
+__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "load", "resolution"]
 
 DEFAULT_CONFIG = "configs/digits.yaml"
 
@@ -36,3 +37,13 @@ def config_argument(parser: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace) -> tuple[Config, SearchSpace]:
     config = load_config(args.config)
     return config, SearchSpace(config.space)
+
+
+def resolution(args: argparse.Namespace, config: Config) -> tuple[int, int]:
+    """``--height`` / ``--width``, defaulting to the deployment resolution; multiples of 32."""
+    height = args.height or config.deploy.height
+    width = args.width or config.deploy.width
+    for name, value in (("--height", height), ("--width", width)):
+        if value < 32 or value % 32:
+            raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
+    return height, width

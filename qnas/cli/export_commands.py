@@ -8,7 +8,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from qnas.cli.command import Command, config_argument, load
+from qnas.cli.command import Command, config_argument, load, resolution
 from qnas.cli.runs import bn_images, load_trained, setup_torch, train_dataset
 from qnas.errors import QnasError
 from qnas.space import atomic_write_bytes, read_policy
@@ -61,11 +61,7 @@ def export_policy(config, supernet, genome, fmt: str, height: int, width: int, b
 def _export(args: argparse.Namespace) -> int:
     config, space = load(args)
     policy = read_policy(args.policy, space)
-    height = args.height or config.deploy.height
-    width = args.width or config.deploy.width
-    for name, value in (("--height", height), ("--width", width)):
-        if value < 32 or value % 32:
-            raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
+    height, width = resolution(args, config)
     setup_torch(config)
     supernet, _ = load_trained(config, args.checkpoint)
     data = export_policy(config, supernet, policy.genome, args.format, height, width,

@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 
-from qnas.cli.command import Command, config_argument, load
+from qnas.cli.command import Command, config_argument, load, resolution
 from qnas.cost import genome_cost
-from qnas.errors import QnasError
 from qnas.space import Policy, policy_to_text, read_policy, write_policy
 
 __all__ = ["SPACE_COMMANDS"]
@@ -51,11 +50,7 @@ def _cost_arguments(parser: argparse.ArgumentParser) -> None:
 def _cost(args: argparse.Namespace) -> int:
     config, space = load(args)
     policy = read_policy(args.policy, space)
-    height = args.height or config.deploy.height
-    width = args.width or config.deploy.width
-    for name, value in (("--height", height), ("--width", width)):
-        if value < 32 or value % 32:
-            raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
+    height, width = resolution(args, config)
     cost = genome_cost(config.space, policy.genome, height, width)
     result = {**cost.as_dict(), "resolution": [height, width], "policy": policy.name}
     if args.lut:
