@@ -10,7 +10,7 @@ from qnas.config import Config, load_config
 from qnas.errors import QnasError
 from qnas.space import SearchSpace
 
-__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "load", "resolution"]
+__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "load", "resolution", "print_metric_table"]
 
 DEFAULT_CONFIG = "configs/digits.yaml"
 
@@ -47,3 +47,16 @@ def resolution(args: argparse.Namespace, config: Config) -> tuple[int, int]:
         if value < 32 or value % 32:
             raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
     return height, width
+
+
+def print_metric_table(title: str, rows: list[tuple[str, str]]) -> None:
+    """A two-column rich table (metric, value) on the console."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)

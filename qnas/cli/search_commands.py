@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from qnas.search import Candidate, Constraint, Search, SearchSettings, pareto_fr
 from qnas.space import Genome, Policy, SearchSpace, atomic_write_text, read_policy, write_policy
 from qnas.train import SupernetEvaluator
 
-__all__ = ["SEARCH_COMMANDS", "reference_policy", "file_hash", "model_size_bytes"]
+__all__ = ["SEARCH_COMMANDS", "reference_policy", "reference_policy_path", "file_hash", "model_size_bytes"]
 
 BASELINES = ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")
 
@@ -34,14 +35,18 @@ def file_hash(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def reference_policy(name: str, space: SearchSpace, config_path: str) -> Policy:
+def reference_policy_path(name: str, config_path: str) -> Path:
     """A named policy for relative budgets: a path, or NAME in ./policies or beside the config's repo."""
     candidates = [Path(name), Path("policies") / f"{name}.yaml",
                   Path(config_path).resolve().parent.parent / "policies" / f"{name}.yaml"]
     for path in candidates:
         if path.is_file():
-            return read_policy(path, space)
+            return path
     raise QnasError(f"reference policy {name!r} not found (looked for {', '.join(str(p) for p in candidates)})")
+
+
+def reference_policy(name: str, space: SearchSpace, config_path: str) -> Policy:
+    return read_policy(reference_policy_path(name, config_path), space)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,8 +147,9 @@ def _search(args: argparse.Namespace) -> int:
         table = load_table(args.lut, force=args.force_lut)
     constraints = _constraints(args, config, space, table)
     s = config.search
-    settings = SearchSettings(args.strategy, s.population, s.parents, s.mutants, s.crossovers, s.generations,
-                              s.p_mutate, s.seed if args.seed is None else args.seed, s.max_tries)
+    settings = SearchSettings(**asdict(s), strategy=args.strategy)
+    if args.seed is not None:
+        settings = replace(settings, seed=args.seed)
     out = Path(args.out)
     setup_torch(config)
     supernet, _ = load_trained(config, args.supernet)
@@ -256,11 +262,9 @@ def _compare(args: argparse.Namespace) -> int:
     paths = list(args.policies)
     if not args.no_baselines:
         for name in BASELINES:
-            policy = reference_policy(name, space, args.config)
-            policies.append(policy)
-            paths.append(str(next(p for p in (Path("policies") / f"{name}.yaml",
-                                               Path(args.config).resolve().parent.parent / "policies" / f"{name}.yaml")
-                                  if p.is_file())))
+            path = reference_policy_path(name, args.config)
+            policies.append(read_policy(path, space))
+            paths.append(str(path))
     if not policies:
         raise QnasError("nothing to compare: give policy files, or leave the uniform baselines on")
     names = [p.name for p in policies]

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from qnas.cli.command import Command, config_argument, load, resolution
+from qnas.cli.command import Command, config_argument, load, print_metric_table, resolution
 from qnas.cost import genome_cost
 from qnas.space import Policy, policy_to_text, read_policy, write_policy
 
@@ -62,20 +62,13 @@ def _cost(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{policy.name} at {height}x{width}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("MACs", f"{cost.macs / 1e9:.4f} G")
-    table.add_row("params", f"{cost.params / 1e6:.4f} M")
-    table.add_row("BitOps", f"{cost.bitops / 1e9:.3f} G")
-    table.add_row("BitOps (searchable layers)", f"{cost.bitops_searchable / 1e9:.3f} G")
+    rows = [("MACs", f"{cost.macs / 1e9:.4f} G"), ("params", f"{cost.params / 1e6:.4f} M"),
+            ("BitOps", f"{cost.bitops / 1e9:.3f} G"),
+            ("BitOps (searchable layers)", f"{cost.bitops_searchable / 1e9:.3f} G")]
     if "latency_ms" in result:
         h, w = result["latency_resolution"]
-        table.add_row(f"INT8 latency at {h}x{w} (table)", f"{result['latency_ms']:.3f} ms")
-    Console().print(table)
+        rows.append((f"INT8 latency at {h}x{w} (table)", f"{result['latency_ms']:.3f} ms"))
+    print_metric_table(f"{policy.name} at {height}x{width}", rows)
     return 0
 
 

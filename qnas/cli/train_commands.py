@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from qnas.cli.command import Command, config_argument, load
+from qnas.cli.command import Command, config_argument, load, print_metric_table
 from qnas.cli.runs import (
     RichMonitor,
     RunDir,
@@ -66,17 +66,8 @@ def supernet_device(supernet: Supernet) -> Any:
 
 
 def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("mIoU", f"{metrics['miou']:.4f}")
-    table.add_row("pixel accuracy", f"{metrics['pixel_acc']:.4f}")
-    table.add_row("GMACs", f"{metrics['macs'] / 1e9:.4f}")
-    table.add_row("GBitOps", f"{metrics['bitops'] / 1e9:.3f}")
-    Console().print(table)
+    print_metric_table(title, [("mIoU", f"{metrics['miou']:.4f}"), ("pixel accuracy", f"{metrics['pixel_acc']:.4f}"),
+                               ("GMACs", f"{metrics['macs'] / 1e9:.4f}"), ("GBitOps", f"{metrics['bitops'] / 1e9:.3f}")])
 
 
 # -- qnas train ------------------------------------------------------------------------------------

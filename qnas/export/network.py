@@ -19,7 +19,7 @@ import numpy as np
 
 from qnas.cost.latency import Block
 from qnas.export.qlinear import FTensor, Grid, QLinearGraph, QTensor
-from qnas.space import SpaceSpec, conv_out_size
+from qnas.space import SpaceSpec, conv_out_size, fusion_channels
 
 __all__ = ["LayerParams", "LayerSource", "RandomLayers", "emit_stem", "emit_mbconv", "emit_highres", "emit_head",
            "block_graph", "network_graph"]
@@ -116,21 +116,17 @@ def emit_mbconv(e: _Emitter, x: FTensor, label: str, cout: int, stride: int, ker
     return out
 
 
-def _fused_channels(spec: SpaceSpec) -> int:
-    return sum(spec.stage_channels) + spec.highres_channels
-
-
 def emit_highres(e: _Emitter, stem: FTensor) -> QTensor:
     """The high-resolution branch, written onto the head's input grid (its only reader)."""
     c3, hr = e.spec.stem_channels[-1], e.spec.highres_channels
     h = e.conv(stem, "hr.dw", c3, 3, 1, True, True, ("hr.pw", hr, c3, 1))
-    return e.conv(h, "hr.pw", hr, 1, 1, False, True, ("head.ds1.dw", _fused_channels(e.spec), 1, 3))
+    return e.conv(h, "hr.pw", hr, 1, 1, False, True, ("head.ds1.dw", fusion_channels(e.spec), 1, 3))
 
 
 def emit_head(e: _Emitter, stage_outs: list[FTensor], highres: QTensor, out_size: tuple[int, int]) -> FTensor:
     """Fusion (quantize each branch onto the head's grid, resize, concat: exact), head, classifier."""
     spec = e.spec
-    fused_ch = _fused_channels(spec)
+    fused_ch = fusion_channels(spec)
     grid = e.params("head.ds1.dw", fused_ch, 1, 3).in_grid
     size = highres.shape[2:]
     branches = [e.g.resize_nearest(e.read(o, grid), size) for o in stage_outs]
@@ -182,7 +178,7 @@ def block_graph(spec: SpaceSpec, block: Block, deploy_hw: tuple[int, int], src: 
         g.output(emit_highres(e, g.input("x", (1, block.cin, h, w))), "out")
     elif block.kind == "head":
         outs = [g.input(f"stage{i}", shape) for i, shape in enumerate(_stage_output_shapes(spec, (h, w)), start=1)]
-        grid = e.params("head.ds1.dw", _fused_channels(spec), 1, 3).in_grid
+        grid = e.params("head.ds1.dw", fusion_channels(spec), 1, 3).in_grid
         hr = g.quantized_input("highres", (1, spec.highres_channels, h, w), grid)
         g.output(emit_head(e, outs, hr, deploy_hw), "logits")
     else:

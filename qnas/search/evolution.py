@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from qnas.config import SearchConfig
 from qnas.errors import QnasError
 from qnas.search.constraints import Constraint, check_achievable, feasible, sample_feasible
 from qnas.space import Genome, SearchSpace, atomic_write_text
@@ -40,22 +41,15 @@ class Evaluator(Protocol):
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    strategy: str = "evolution"  # or "random"
-    population: int = 100
-    parents: int = 50
-    mutants: int = 50
-    crossovers: int = 50
-    generations: int = 10
-    p_mutate: float = 0.2
-    seed: int = 0
-    max_tries: int = 2000  # per candidate, under the budgets
+class SearchSettings(SearchConfig):
+    """The config's search numbers (``SearchConfig``) plus the strategy: 'evolution' or 'random'."""
+
+    strategy: str = "evolution"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.strategy not in ("evolution", "random"):
             raise QnasError(f"search strategy {self.strategy!r} is not allowed; allowed: ['evolution', 'random']")
-        if min(self.population, self.parents, self.generations) < 1 or self.parents > self.population:
-            raise QnasError("search needs population >= parents >= 1 and generations >= 1")
 
     @property
     def evaluations(self) -> int:
