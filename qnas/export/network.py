@@ -12,26 +12,18 @@ add or several readers; as exact float logits for the classifier. See ``qnas.exp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
 from qnas.cost.latency import Block
-from qnas.export.qlinear import FTensor, Grid, QLinearGraph, QTensor
+from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor
+from qnas.export.qlinear import QLinearGraph
 from qnas.space import SpaceSpec, conv_out_size, fusion_channels
 
 __all__ = ["LayerParams", "LayerSource", "RandomLayers", "emit_stem", "emit_mbconv", "emit_highres", "emit_head",
            "block_graph", "network_graph"]
-
-
-@dataclass(frozen=True)
-class LayerParams:
-    codes: np.ndarray  # int8 [O, I/groups, k, k]
-    scale: np.ndarray  # float32 [O], BatchNorm folded in
-    bias: np.ndarray | None  # float32 [O]
-    in_grid: Grid  # the grid this conv quantizes its input onto
-    out_grid: Grid | None = None  # the conv's own 8-bit output quantizer, if the model has one
 
 
 class LayerSource(Protocol):
@@ -59,7 +51,7 @@ class RandomLayers:
 class _Emitter:
     """Emits convs by label, looking up each reader's grid so producers can write onto it."""
 
-    def __init__(self, g: QLinearGraph, src: LayerSource, spec: SpaceSpec) -> None:
+    def __init__(self, g: GraphWriter, src: LayerSource, spec: SpaceSpec) -> None:
         self.g, self.src, self.spec = g, src, spec
         self._params: dict[str, LayerParams] = {}
 
@@ -86,13 +78,13 @@ class _Emitter:
         q = self.read(x, p.in_grid)
         groups = cin if depthwise else 1
         if to is None:
-            if p.out_grid is not None:  # QLinearConv onto the model's own output quantizer
-                return self.g.dequantize(self.g.conv(q, p.codes, p.scale, p.bias, stride, groups, p.out_grid))
-            return self.g.conv_to_float(q, p.codes, p.scale, p.bias, stride, groups, relu)
+            if p.out_grid is not None:  # onto the model's own output quantizer, then a real number
+                return self.g.dequantize(self.g.conv(q, p, stride, groups, p.out_grid))
+            return self.g.conv_to_float(q, p, stride, groups, relu)
         out = self.params(*to).in_grid
         if relu and out.zero_point > out.lo:  # a signed reader after a ReLU: drop negative codes
             out = replace(out, lo=out.zero_point)
-        return self.g.conv(q, p.codes, p.scale, p.bias, stride, groups, out)
+        return self.g.conv(q, p, stride, groups, out)
 
 
 def emit_stem(e: _Emitter, image: FTensor) -> FTensor:
@@ -141,9 +133,9 @@ def emit_head(e: _Emitter, stage_outs: list[FTensor], highres: QTensor, out_size
 
 
 def network_graph(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int,
-                  src: LayerSource) -> QLinearGraph:
-    """The whole genome's network: float image in, float logits (at input size) out."""
-    g = QLinearGraph("qnas_network")
+                  src: LayerSource, writer: type[GraphWriter] = QLinearGraph) -> GraphWriter:
+    """The whole genome's network: float image in, float logits (at input size) out, written by ``writer``."""
+    g = writer("qnas_network")
     e = _Emitter(g, src, spec)
     stem = emit_stem(e, g.input("image", (1, spec.in_channels, height, width)))
     h, outs = stem, []

@@ -15,8 +15,8 @@ import onnx
 import torch
 from torch import nn
 
-from qnas.export.network import LayerParams, network_graph
-from qnas.export.qlinear import Grid
+from qnas.export.graph import Grid, LayerParams
+from qnas.export.network import network_graph
 from qnas.quant import PACTActivationQuant, act_levels
 from qnas.quant.functional import act_codes
 from qnas.space import SpaceSpec
@@ -24,7 +24,7 @@ from qnas.supernet import ConvBNAct, QConv2d, SegNet
 from qnas.supernet.ops import bn_params
 from qnas.supernet.ops import fold_batchnorm as ops_fold
 
-__all__ = ["FrozenLayers", "fold_batchnorm", "activation_grid", "export_ort_model"]
+__all__ = ["FrozenLayers", "fold_batchnorm", "activation_grid", "check_exportable", "export_ort_model"]
 
 
 def activation_grid(quant: PACTActivationQuant) -> Grid:
@@ -45,8 +45,10 @@ def fold_batchnorm(conv: QConv2d, bn: nn.Module | None) -> tuple[np.ndarray, np.
     with torch.no_grad():
         codes, scale = conv.weight_quant.codes(conv.weight)
         if isinstance(bn, nn.BatchNorm2d):
-            codes, scale, bias = ops_fold(codes, scale, conv.bias, conv.act_quant.grid_scale(),
-                                          bn_params(bn, conv.out_channels))
+            input_scale = conv.act_quant.grid_scale()
+            codes, scale, bias_codes = ops_fold(codes, scale, conv.bias, input_scale,
+                                                bn_params(bn, conv.out_channels))
+            bias = bias_codes * (input_scale * scale)
         else:
             scale, bias = scale.reshape(-1), conv.bias
         sign = torch.where(scale < 0, -1.0, 1.0)
@@ -78,12 +80,19 @@ class FrozenLayers:
         if codes.shape != (cout, cin_per_group, k, k):
             raise ValueError(f"{label}: weight {codes.shape}, the architecture says {(cout, cin_per_group, k, k)}")
         return LayerParams(codes, scale, bias, activation_grid(conv.act_quant),
-                           None if out is None else activation_grid(out))
+                           None if out is None else activation_grid(out), conv.weight_quant.active_bits)
+
+
+def check_exportable(model: SegNet) -> None:
+    """Put the model in evaluation mode and check that it is quantized (an export needs integer grids)."""
+    model.eval()
+    for quant in (m for m in model.modules() if isinstance(m, PACTActivationQuant)):
+        if not quant.enabled:
+            raise ValueError("the model's quantizers are off (float); export needs a quantized model")
+        act_levels(quant.active_bits, quant.signed)  # validates
 
 
 def export_ort_model(model: SegNet, spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> onnx.ModelProto:
     """The frozen model as an integer-kernel ONNX graph for onnxruntime (float image in, logits out)."""
-    model.eval()
-    for quant in (m for m in model.modules() if isinstance(m, PACTActivationQuant)):
-        act_levels(quant.active_bits, quant.signed)  # validates
+    check_exportable(model)
     return network_graph(spec, genome, height, width, FrozenLayers(model)).model()

@@ -106,6 +106,12 @@ class PACTActivationQuant(_ElasticBits):
         """The 0-dim step of the active grid (what ``forward`` multiplies its integer codes by)."""
         return act_codes(self.alpha.new_zeros(()), self.active_alpha(), self._active_bits, self.signed)[1]
 
+    def codes(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Integer codes of ``x`` and the 0-dim scale; their product equals ``forward(x)`` exactly."""
+        if not self.enabled:
+            raise RuntimeError("a disabled activation quantizer has no codes: its forward is the identity")
+        return act_codes(x, self.active_alpha(), self._active_bits, self.signed)
+
     def forward(self, x: Tensor) -> Tensor:
         """Fake-quantize ``x`` at the active bit width (identity when disabled)."""
         if not self.enabled:

@@ -33,10 +33,7 @@ class ConvBNAct(nn.Module):
         self.out_quant = output_quant(not relu) if output_quant is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training and self.conv.act_quant.enabled and self.conv.weight_quant.enabled:
-            y = self.conv(x, bn=self.bn)  # evaluation = the integer engine: BN folded, int32 bias
-        else:
-            y = self.bn(self.conv(x))
+        y = self.conv(x, bn=self.bn)  # in evaluation the integer engine: BN folded, int32 bias
         return self.out_quant(self.act(y))
 
 

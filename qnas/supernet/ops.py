@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
 
-__all__ = ["qconv2d", "folded_qconv2d", "fold_batchnorm", "bn_params", "QConv2d", "ElasticQConv2d",
+__all__ = ["qconv2d", "integer_conv2d", "fold_batchnorm", "bn_params", "QConv2d", "ElasticQConv2d",
            "ElasticBatchNorm2d", "centre_crop"]
 
 
@@ -37,10 +37,11 @@ def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input
                    bn: tuple[Tensor, Tensor, Tensor, Tensor, float]) -> tuple[Tensor, Tensor, Tensor]:
     """Fold eval-mode BatchNorm into a quantized conv as an integer engine runs it.
 
-    The int8 codes stay; each channel's scale becomes ``s * gamma / sigma`` and the bias
-    ``beta - mean * gamma / sigma`` is rounded to the accumulator grid (input scale x folded
-    weight scale), as an int32 bias. Returns (codes, folded scale [O], bias on that grid [O]).
-    This one function defines the evaluated model and the exported one.
+    The weight codes stay; each channel's scale becomes ``s * gamma / sigma`` (negative where
+    gamma is) and the bias ``beta - mean * gamma / sigma`` becomes an integer on the accumulator
+    grid ``input_scale * folded scale`` (an int32 bias). Returns (codes, folded scale [O],
+    bias codes [O], a float tensor of integers). This one function defines the evaluated model
+    and every exported one.
     """
     mean, var, gamma, beta, eps = bn
     factor = gamma / torch.sqrt(var + eps)
@@ -48,18 +49,34 @@ def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input
     bias = beta - mean * factor
     if conv_bias is not None:
         bias = bias + conv_bias * factor
-    step = input_scale * folded
-    return codes, folded, torch.round(bias / step) * step
+    return codes, folded, torch.round(bias / (input_scale * folded))
 
 
-def folded_qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
+def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
                    act_quant: PACTActivationQuant, weight_quant: PerChannelWeightQuant,
-                   bn: tuple[Tensor, Tensor, Tensor, Tensor, float]) -> Tensor:
-    """Eval-mode quantized conv + BatchNorm through ``fold_batchnorm`` (what the integer export computes)."""
+                   bn: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
+    """An evaluation-mode quantized conv computed as an integer engine computes it.
+
+    Input codes times weight codes are summed exactly (integers in float32), plus the int32
+    bias when BatchNorm is folded in (``fold_batchnorm``), then rescaled once by
+    ``s_in * s_w[c]``; without BatchNorm a float bias is added after the rescale. Every export
+    profile writes these same operations, so its output can equal this one bit for bit.
+    """
+    x_codes, input_scale = act_quant.codes(x)
     codes, scale = weight_quant.codes(weight)
-    codes, folded, int_bias = fold_batchnorm(codes, scale, bias, act_quant.grid_scale(), bn)
-    kernel = weight.shape[-1]
-    return F.conv2d(act_quant(x), codes * folded.reshape(-1, 1, 1, 1), int_bias, stride, kernel // 2, 1, groups)
+    padding = weight.shape[-1] // 2
+    if bn is None:
+        step = (input_scale * scale.reshape(-1)).reshape(1, -1, 1, 1)
+        y = F.conv2d(x_codes, codes, None, stride, padding, 1, groups) * step
+        return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+    codes, folded, bias_codes = fold_batchnorm(codes, scale, bias, input_scale, bn)
+    step = (input_scale * folded).reshape(1, -1, 1, 1)
+    return F.conv2d(x_codes, codes, bias_codes, stride, padding, 1, groups) * step
+
+
+def _integer_mode(conv: nn.Module) -> bool:
+    """Whether a conv evaluates as the integer engine: evaluation mode with both quantizers on."""
+    return not conv.training and conv.act_quant.enabled and conv.weight_quant.enabled
 
 
 def centre_crop(weight: Tensor, kernel: int) -> Tensor:
@@ -95,11 +112,13 @@ class QConv2d(nn.Module):
         return self.weight.shape[-1]
 
     def forward(self, x: Tensor, bn: nn.Module | None = None) -> Tensor:
-        """The conv; with ``bn`` (evaluation), conv + that BatchNorm folded as the integer export runs it."""
-        if bn is not None:
-            return folded_qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant,
-                                  self.weight_quant, bn_params(bn, self.out_channels))
-        return qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant, self.weight_quant)
+        """The conv. In evaluation with quantization on it is ``integer_conv2d`` (with ``bn``
+        folded in when given), as the integer export runs it; otherwise fake-quantized float."""
+        if _integer_mode(self):
+            return integer_conv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant,
+                                  self.weight_quant, None if bn is None else bn_params(bn, self.out_channels))
+        y = qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant, self.weight_quant)
+        return y if bn is None else bn(y)
 
     def extra_repr(self) -> str:
         return (f"{self.label}: {self.in_channels}->{self.out_channels}, k={self.kernel_size}, "
@@ -173,14 +192,15 @@ class ElasticQConv2d(nn.Module):
         return None if self.bias is None else self.bias[:out_channels]
 
     def forward(self, x: Tensor, bn: nn.Module | None = None) -> Tensor:
-        """The active conv; with ``bn`` (evaluation), conv + BatchNorm folded as the integer export runs it."""
+        """The active conv (then ``bn`` if given); ``integer_conv2d`` in evaluation with quantization on."""
         weight = self.active_weight(x.shape[1])
         groups = x.shape[1] if self.depthwise else 1
-        if bn is not None:
-            return folded_qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups,
-                                  self.act_quant, self.weight_quant, bn_params(bn, weight.shape[0]))
-        return qconv2d(x, weight, self.active_bias(weight.shape[0]), self.stride, groups,
-                       self.act_quant, self.weight_quant)
+        bias = self.active_bias(weight.shape[0])
+        if _integer_mode(self):
+            return integer_conv2d(x, weight, bias, self.stride, groups, self.act_quant, self.weight_quant,
+                                  None if bn is None else bn_params(bn, weight.shape[0]))
+        y = qconv2d(x, weight, bias, self.stride, groups, self.act_quant, self.weight_quant)
+        return y if bn is None else bn(y)
 
     def freeze(self, in_channels: int) -> QConv2d:
         """The active subnet's conv as a static ``QConv2d`` holding copies of the active tensors."""

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper
 
-from qnas.config import PhaseConfig, TrainConfig
-from qnas.data import DigitScenes
 from qnas.export.latency import FLOAT_CONV_OPS, get_backend
 from qnas.export.ort import export_ort_model, fold_batchnorm
 from qnas.space import SearchSpace
-from onnx import TensorProto, helper
-
-from qnas.supernet import ConvBNAct, QConv2d, build_supernet, freeze, recalibrate_bn
-from qnas.train import Trainer, supernet_stages
-
-
-@pytest.fixture(scope="module")
-def trained(small_space: SearchSpace, tmp_path_factory: pytest.TempPathFactory):
-    torch.manual_seed(0)
-    data = DigitScenes("train", 48, 48, 48, seed=0)
-    cfg = TrainConfig(batch_size=8, warmup_epochs=2, phases=(PhaseConfig("all", 3, 2e-3, (2, 3, 4)),),
-                      random_subnets=1, checkpoint_every=1000)
-    supernet = build_supernet(small_space.spec)
-    Trainer(supernet, supernet_stages(cfg, small_space), cfg, data, seed=0,
-            checkpoint_path=tmp_path_factory.mktemp("ort") / "c.pt").run()
-    images = [torch.stack([data[i][0] for i in range(b, b + 8)]) for b in range(0, 24, 8)]
-    return supernet.eval(), images, DigitScenes("val", 6, 48, 48, seed=0)
-
-
-def _genomes(space: SearchSpace) -> list:
-    rng = np.random.default_rng(5)
-    return [space.largest(), space.smallest(), space.uniform(4, 3, 6, 3)] + [space.sample(rng) for _ in range(3)]
+from qnas.supernet import ConvBNAct, QConv2d, freeze, recalibrate_bn
+from tests.export.conftest import export_genomes
 
 
 def _codes_everywhere(subnet, spec, genome, x: torch.Tensor):
@@ -42,9 +20,10 @@ def _codes_everywhere(subnet, spec, genome, x: torch.Tensor):
     torch_codes, hooks = {}, []
     convs = [m for m in subnet.modules() if isinstance(m, QConv2d)]
     for m in convs:
-        def hook(mod, inp, out, label=m.label):
-            torch_codes[label] = (out / mod.grid_scale()).round().numpy().astype(np.int64) + (128 if mod.signed else 0)
-        hooks.append(m.act_quant.register_forward_hook(hook))
+        def hook(conv, args, label=m.label):
+            codes = conv.act_quant.codes(args[0])[0].numpy().astype(np.int64)
+            torch_codes[label] = codes + (128 if conv.act_quant.signed else 0)
+        hooks.append(m.register_forward_pre_hook(hook))
     with torch.no_grad():
         ref = subnet(x).numpy()
     for h in hooks:
@@ -66,7 +45,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
     supernet, images, val = trained
     backend = get_backend("ort-cpu", 1)
     agree = total = 0
-    for genome in _genomes(small_space):
+    for genome in export_genomes(small_space):
         subnet = freeze(supernet, genome)
         recalibrate_bn(subnet, images)
         subnet.eval()

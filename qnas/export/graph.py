@@ -1,0 +1,195 @@
+"""What every ONNX writer of the network shares: grids, tensor handles and graph plumbing.
+
+The emitters in ``qnas.export.network`` describe the network once (which conv reads which
+tensor on which grid); a writer decides how each step becomes ONNX nodes. ``QLinearGraph``
+(``ort``: integer kernels), ``QonnxGraph`` (``qonnx``: Quant nodes at every bit width) and
+``TrtGraph`` (``trt``: symmetric int8 Q/DQ) are the three writers.
+
+Torch-free (numpy + onnx).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["Grid", "QTensor", "FTensor", "LayerParams", "GraphWriter", "OPSET", "conv_out_shape"]
+
+OPSET = 13
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An activation grid in uint8 terms: value = scale * (code - zero_point), codes in [lo, hi].
+
+    Unsigned b-bit grids use zero point 0 and codes [0, 2^b - 1]; symmetric (signed) b-bit
+    grids use zero point 128 and codes 128 +- (2^(b-1) - 1). A grid whose ``lo`` equals its
+    zero point on a signed grid holds rectified values (a ReLU before a signed reader).
+    """
+
+    scale: float
+    zero_point: int = 0
+    lo: int = 0
+    hi: int = 255
+
+    @classmethod
+    def unsigned(cls, scale: float, bits: int = 8) -> Grid:
+        return cls(float(scale), 0, 0, 2**bits - 1)
+
+    @classmethod
+    def symmetric(cls, scale: float, bits: int = 8) -> Grid:
+        levels = 2 ** (bits - 1) - 1
+        return cls(float(scale), 128, 128 - levels, 128 + levels)
+
+    @property
+    def clipped(self) -> bool:
+        return self.lo > 0 or self.hi < 255
+
+    @property
+    def signed(self) -> bool:
+        return self.zero_point != 0
+
+    @property
+    def bits(self) -> int:
+        """The bit width of the quantizer this grid came from."""
+        top = self.hi - self.zero_point
+        return int(top).bit_length() + (1 if self.signed else 0)
+
+    @property
+    def rectified(self) -> bool:
+        """A signed grid whose negative codes a ReLU removed."""
+        return self.signed and self.lo >= self.zero_point
+
+    def real_range(self) -> tuple[np.float32, np.float32]:
+        """Smallest and largest value on the grid, in float32."""
+        s = np.float32(self.scale)
+        return np.float32(self.lo - self.zero_point) * s, np.float32(self.hi - self.zero_point) * s
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """A quantized tensor on ``grid`` (its encoding is the writer's: uint8, int8 or float codes)."""
+
+    name: str
+    grid: Grid
+    shape: tuple[int, ...]  # N, C, H, W
+
+
+@dataclass(frozen=True)
+class FTensor:
+    """A real-valued float tensor (residual sums, branch points, logits)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LayerParams:
+    """One conv as every writer needs it, BatchNorm folded in (see ``qnas.supernet.ops.fold_batchnorm``)."""
+
+    codes: np.ndarray  # int8 [O, I/groups, k, k], sign-flipped where the folded scale was negative
+    scale: np.ndarray  # float32 [O], positive
+    bias: np.ndarray | None  # float32 [O]: on the accumulator grid (s_in * scale) when BatchNorm was folded
+    in_grid: Grid  # the grid this conv quantizes its input onto
+    out_grid: Grid | None = None  # the conv's own 8-bit output quantizer, if the model has one
+    weight_bits: int = 8  # the bit width the codes were quantized at
+
+    def accumulator_step(self) -> np.ndarray:
+        """float32 [O]: ``s_in * s_w[c]``, the value of one unit of the integer accumulator."""
+        return np.float32(self.in_grid.scale) * np.asarray(self.scale, np.float32)
+
+    def bias_codes(self) -> np.ndarray | None:
+        """The bias as integers on the accumulator grid (the int32 bias of an integer engine)."""
+        if self.bias is None:
+            return None
+        return np.round(np.asarray(self.bias, np.float32) / self.accumulator_step())
+
+
+def conv_out_shape(x: QTensor | FTensor, cout: int, k: int, stride: int) -> tuple[int, int, int, int]:
+    """Shape after a 'same'-padded k x k conv."""
+    n, _, h, w = x.shape
+    pad = k // 2
+    return (n, cout, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+
+
+class GraphWriter:
+    """Node and initializer bookkeeping plus the operators every profile writes the same way."""
+
+    opsets: tuple[tuple[str, int], ...] = (("", OPSET),)
+
+    def __init__(self, name: str = "qnas") -> None:
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._count = 0
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def _const(self, stem: str, value: np.ndarray) -> str:
+        name = self._name(stem)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def _node(self, op: str, inputs: Sequence[str], stem: str, domain: str = "", **attrs) -> str:
+        out = self._name(stem)
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=f"{op}_{out}", domain=domain, **attrs))
+        return out
+
+    @staticmethod
+    def _channel(values: np.ndarray) -> np.ndarray:
+        """A per-channel [C] vector as a float32 [1, C, 1, 1] constant."""
+        return np.asarray(values, np.float32).reshape(1, -1, 1, 1)
+
+    # -- graph ends -----------------------------------------------------------------------------
+    def input(self, name: str, shape: Sequence[int]) -> FTensor:
+        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+        return FTensor(name, tuple(shape))
+
+    def output(self, x: FTensor, name: str) -> None:
+        if not isinstance(x, FTensor):
+            raise TypeError("graph outputs are real-valued tensors")
+        self.nodes.append(helper.make_node("Identity", [x.name], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(x.shape)))
+
+    # -- operators shared by every profile ---------------------------------------------------------
+    def add(self, a: FTensor, b: FTensor) -> FTensor:
+        return FTensor(self._node("Add", [a.name, b.name], "add"), a.shape)
+
+    def resize_nearest(self, x: QTensor | FTensor, size: Sequence[int]) -> QTensor | FTensor:
+        """Nearest resize as torch's ``F.interpolate(mode='nearest')`` computes it (floor(out * in / out)):
+        it copies values, so it is exact on codes of any encoding."""
+        if tuple(size) == x.shape[2:]:
+            return x
+        sizes = self._const("sizes", np.array([x.shape[0], x.shape[1], *size], dtype=np.int64))
+        name = self._node("Resize", [x.name, "", "", sizes], "resize", mode="nearest",
+                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        shape = (x.shape[0], x.shape[1], *size)
+        return QTensor(name, x.grid, shape) if isinstance(x, QTensor) else FTensor(name, shape)
+
+    def concat(self, xs: Sequence[QTensor]) -> QTensor:
+        """Channel concatenation of tensors on one grid (exact: quantization commutes with it)."""
+        grids = {(x.grid.scale, x.grid.zero_point) for x in xs}
+        if len(grids) != 1:
+            raise ValueError("concatenated integer tensors must share one scale and zero point")
+        name = self._node("Concat", [x.name for x in xs], "concat", axis=1)
+        channels = sum(x.shape[1] for x in xs)
+        lo, hi = min(x.grid.lo for x in xs), max(x.grid.hi for x in xs)
+        grid = Grid(xs[0].grid.scale, xs[0].grid.zero_point, lo, hi)
+        return QTensor(name, grid, (xs[0].shape[0], channels, *xs[0].shape[2:]))
+
+    def model(self) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in self.opsets],
+                                  producer_name="qnas")
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
