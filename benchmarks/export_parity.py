@@ -1,16 +1,20 @@
-"""Issue 5 measurement: does the exported ``ort`` file compute what was evaluated, and how fast is it?
+"""Issue 5 measurement: do the exported files compute what was evaluated, and how fast is INT8?
 
 For each policy: cut + BN-recalibrate the subnet from a trained run (as ``qnas eval`` does), export
-it with ``--format ort`` and ``onnx-fp32``, run the validation split through PyTorch and both ONNX
-files, and report per-pixel argmax agreement, max |logit difference|, mIoU of each, and the median
-onnxruntime latency of INT8 vs float32 at the deployment resolution (same run, same threads).
+it as ``ort``, ``trt`` and ``qonnx``, run the validation split through PyTorch and the files, and
+report per-pixel argmax agreement, max |logit difference| and mIoU of each. ``trt`` is compared
+with the model widened to int8 (``widen_for_int8``), whose own mIoU shows what widening costs.
+``qonnx`` runs in qonnx's node-by-node executor, so only the first ``--qonnx-images`` scenes.
+Finally the median onnxruntime latency of the ``ort`` file vs the float32 twin at the deployment
+resolution (same run, same threads).
 
-Usage: python benchmarks/export_parity.py --checkpoint runs/sn POLICY.yaml [POLICY.yaml ...]
+Usage: python benchmarks/export_parity.py --checkpoint RUN [--out results.md] POLICY.yaml [...]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,8 +25,30 @@ from qnas.cli.runs import bn_images, load_trained, train_dataset, val_loader
 from qnas.config import load_config
 from qnas.data import ConfusionMeter
 from qnas.export.latency import get_backend
+from qnas.export.trt import widen_for_int8
 from qnas.space import SearchSpace, read_policy
 from qnas.train import cut_subnet
+
+
+class Agreement:
+    def __init__(self, classes: int) -> None:
+        self.meter = ConfusionMeter(classes)
+        self.agree = self.total = 0
+        self.max_diff = 0.0
+
+    def update(self, out: np.ndarray, ref: np.ndarray, labels: torch.Tensor) -> None:
+        self.meter.update(torch.from_numpy(out.argmax(1)), labels)
+        self.agree += int((ref.argmax(1) == out.argmax(1)).sum())
+        self.total += ref.shape[0] * ref.shape[2] * ref.shape[3]
+        self.max_diff = max(self.max_diff, float(np.abs(ref - out).max()))
+
+
+def _qonnx_runner(model: onnx.ModelProto):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    wrapper = ModelWrapper(model)
+    return lambda x: execute_onnx(wrapper, {"image": x})["logits"]
 
 
 def main() -> None:
@@ -31,6 +57,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--qonnx-images", type=int, default=10)
+    parser.add_argument("--out", default=None, help="also write the table as Markdown here")
     parser.add_argument("policies", nargs="+")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -39,33 +67,54 @@ def main() -> None:
     supernet, _ = load_trained(config, args.checkpoint)
     bn = bn_images(config, train_dataset(config))
     h, w = config.data.eval_size
+    classes = config.space.num_classes
     backend = get_backend("ort-cpu", args.threads)
+    rows = ["| policy | file | compared with | argmax agreement | max abs diff | mIoU PyTorch | mIoU file |",
+            "|---|---|---|---|---|---|---|"]
+    timings = []
     for path in args.policies:
         policy = read_policy(path, space)
         subnet = cut_subnet(supernet, policy.genome, bn)
-        int8 = onnx.load_from_string(export_policy(config, supernet, policy.genome, "ort", h, w, bn))
-        session = backend.session(int8)
-        meters = {name: ConfusionMeter(config.space.num_classes) for name in ("pytorch", "ort")}
-        agree, total, max_diff = 0, 0, 0.0
-        for images, labels in val_loader(config, batch_size=1):
+        widened = widen_for_int8(subnet).eval()
+        ort_run = backend.session(onnx.load_from_string(export_policy(config, supernet, policy.genome, "ort", h, w, bn)))
+        trt_run = backend.session(onnx.load_from_string(export_policy(config, supernet, policy.genome, "trt", h, w, bn)))
+        qonnx_run = _qonnx_runner(onnx.load_from_string(export_policy(config, supernet, policy.genome, "qonnx", h, w, bn)))
+        ref_meter, wide_meter = ConfusionMeter(classes), ConfusionMeter(classes)
+        files = {name: Agreement(classes) for name in ("ort", "trt", "qonnx")}
+        qonnx_ref = ConfusionMeter(classes)
+        for i, (images, labels) in enumerate(val_loader(config, batch_size=1)):
             with torch.no_grad():
-                ref = subnet(images).numpy()
-            out = session.run(None, {"image": images.numpy()})[0]
-            meters["pytorch"].update(torch.from_numpy(ref.argmax(1)), labels)
-            meters["ort"].update(torch.from_numpy(out.argmax(1)), labels)
-            agree += int((ref.argmax(1) == out.argmax(1)).sum())
-            total += ref.shape[0] * ref.shape[2] * ref.shape[3]
-            max_diff = max(max_diff, float(np.abs(ref - out).max()))
+                ref, wide = subnet(images).numpy(), widened(images).numpy()
+            ref_meter.update(torch.from_numpy(ref.argmax(1)), labels)
+            wide_meter.update(torch.from_numpy(wide.argmax(1)), labels)
+            x = images.numpy()
+            files["ort"].update(ort_run.run(None, {"image": x})[0], ref, labels)
+            files["trt"].update(trt_run.run(None, {"image": x})[0], wide, labels)
+            if i < args.qonnx_images:
+                files["qonnx"].update(qonnx_run(x), ref, labels)
+                qonnx_ref.update(torch.from_numpy(ref.argmax(1)), labels)
+        for name, compared, base in (("ort", "model", ref_meter), ("trt", "widened model", wide_meter),
+                                     ("qonnx", f"model (first {args.qonnx_images} scenes)", qonnx_ref)):
+            a = files[name]
+            rows.append(f"| {policy.name} | {name} | {compared} | {a.agree / a.total:.5f} | {a.max_diff:.3g} | "
+                        f"{base.miou():.4f} | {a.meter.miou():.4f} |")
+        rows.append(f"| {policy.name} | (widening itself) | model | | | {ref_meter.miou():.4f} | "
+                    f"{wide_meter.miou():.4f} (widened, PyTorch) |")
         dh, dw = config.deploy.height, config.deploy.width
         deploy_int8 = onnx.load_from_string(export_policy(config, supernet, policy.genome, "ort", dh, dw, bn))
         fp32 = onnx.load_from_string(export_policy(config, supernet, policy.genome, "onnx-fp32", dh, dw, bn))
         t8 = backend.measure(deploy_int8, 10, args.repeats).median_ms
         t32 = backend.measure(fp32, 10, args.repeats).median_ms
-        print(f"{policy.name}: argmax agreement {agree / total:.5f}, max |diff| {max_diff:.4g}, "
-              f"mIoU pytorch {meters['pytorch'].miou():.4f} vs ort {meters['ort'].miou():.4f}; "
-              f"latency at {dh}x{dw}, {args.threads} thread(s): int8 {t8:.3f} ms, fp32 {t32:.3f} ms "
-              f"(fp32/int8 {t32 / t8:.2f}x)")
-        del subnet
+        timings.append(f"| {policy.name} | {t8:.3f} | {t32:.3f} | {t32 / t8:.2f}x |")
+        print("\n".join(rows[-4:]), flush=True)
+        del subnet, widened
+    text = "\n".join(rows) + (f"\n\nonnxruntime latency at {config.deploy.height}x{config.deploy.width}, "
+                              f"{args.threads} thread(s), median of {args.repeats}:\n\n"
+                              "| policy | INT8 ms | FP32 ms | FP32 / INT8 |\n|---|---|---|---|\n"
+                              + "\n".join(timings) + "\n")
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

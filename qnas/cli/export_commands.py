@@ -1,4 +1,4 @@
-"""``qnas export``: a trained policy as an ONNX file that runs (integer ``ort`` profile, float twin)."""
+"""``qnas export``: a trained policy as an ONNX file that runs (``qonnx``, ``ort``, ``trt`` profiles, float twin)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from qnas.train import cut_subnet
 
 __all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy"]
 
-FORMATS = ("ort", "onnx-fp32")
+FORMATS = ("qonnx", "ort", "trt", "onnx-fp32")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +25,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="a finished run folder or its checkpoint.pt (qnas train, baseline or finetune)")
     parser.add_argument("--policy", required=True, metavar="P", help="policy YAML: the subnet to export")
     parser.add_argument("--format", required=True, choices=FORMATS,
-                        help="ort: onnxruntime graph whose every conv is an integer kernel (QLinearConv / "
-                             "ConvInteger), computing what the fake-quantized model computes; "
+                        help="qonnx: QONNX Quant nodes at every searched bit width (FPGA flows such as FINN), "
+                             "equal to the evaluated model bit for bit; "
+                             "ort: onnxruntime graph whose every conv is an integer kernel (QLinearConv / "
+                             "ConvInteger), computing what the evaluated model computes; "
+                             "trt: TensorRT explicit quantization (symmetric int8 Q/DQ, per-channel weights; "
+                             "unsigned 8-bit activations widened to 7-bit, since int8 cannot hold 0..255); "
                              "onnx-fp32: the float twin (quantizers off) for speed comparisons")
     parser.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write (atomically)")
     parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
@@ -39,6 +43,14 @@ def export_policy(config, supernet, genome, fmt: str, height: int, width: int, b
     import torch
 
     subnet = cut_subnet(supernet, genome, bn)
+    if fmt == "qonnx":
+        from qnas.export.qonnx import export_qonnx_model
+
+        return export_qonnx_model(subnet, config.space, genome, height, width).SerializeToString()
+    if fmt == "trt":
+        from qnas.export.trt import export_trt_model
+
+        return export_trt_model(subnet, config.space, genome, height, width).SerializeToString()
     if fmt == "ort":
         from qnas.export.latency import assert_integer, get_backend
         from qnas.export.ort import export_ort_model
@@ -74,8 +86,9 @@ def _export(args: argparse.Namespace) -> int:
 EXPORT_COMMANDS = [
     Command("export", "export a policy as an ONNX file",
             "Cut the policy's subnet from a trained run, recalibrate its BatchNorm as eval does, fold BatchNorm "
-            "into the convs and write ONNX: --format ort gives an onnxruntime graph whose every conv runs as an "
-            "integer kernel (checked in the optimized graph); onnx-fp32 the float twin. The file is written "
-            "atomically.",
+            "into the convs and write ONNX. --format qonnx: QONNX for FINN-style flows, every tensor at its searched "
+            "bit width; ort: an onnxruntime graph whose every conv runs as an integer kernel (checked in the "
+            "optimized graph); trt: symmetric int8 Q/DQ for TensorRT; onnx-fp32: the float twin. The file is "
+            "written atomically.",
             _arguments, _export),
 ]

@@ -108,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
     p.stage("fine-tune and compare", lambda: (cmp / "compare.md").exists(),
             lambda: p.call(["compare", "--supernet", str(sn), "--lut", str(lut), "--out", str(cmp), *quiet,
                             str(best)]))
-    files = {"ort": export / f"{policy.name}_int8.onnx", "onnx-fp32": export / f"{policy.name}_fp32.onnx"}
+    files = {"qonnx": export / f"{policy.name}_qonnx.onnx", "ort": export / f"{policy.name}_int8.onnx",
+             "trt": export / f"{policy.name}_trt_qdq.onnx", "onnx-fp32": export / f"{policy.name}_fp32.onnx"}
     for fmt, path in files.items():
         p.stage(f"export {fmt}", path.exists,
                 lambda fmt=fmt, path=path: p.call(["export", "--checkpoint", str(cmp / "runs" / policy.name),
@@ -169,7 +170,7 @@ Kendall tau {check["kendall_tau"]:.3f} (MACs alone: {check["macs_kendall_tau"]:.
 RUN_COMMANDS = [
     Command("run", "the whole pipeline on the embedded default (or any config)",
             "Train the supernet, measure the latency table and check it, search under the config's budgets, "
-            "fine-tune the winner and the uniform baselines at equal budget, export the winner (ort, onnx-fp32) "
+            "fine-tune the winner and the uniform baselines at equal budget, export the winner (qonnx, ort, trt, onnx-fp32) "
             "and write report.md. Each stage is skipped when its output is already complete, so a rerun with "
             "--resume after a crash continues where it stopped.",
             _arguments, _run),

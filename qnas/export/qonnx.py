@@ -78,8 +78,13 @@ class QonnxGraph(GraphWriter):
 
 
 def export_qonnx_model(model, spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> onnx.ModelProto:
-    """The frozen, quantized model as a QONNX graph (float image in, logits at input size out)."""
+    """The frozen, quantized model as a QONNX graph (float image in, logits at input size out), with
+    every tensor's shape recorded so that qonnx and FINN tools can take it as it is."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
     from qnas.export.network import network_graph
 
     check_exportable(model)
-    return network_graph(spec, genome, height, width, FrozenLayers(model), QonnxGraph).model()
+    graph = network_graph(spec, genome, height, width, FrozenLayers(model), QonnxGraph).model()
+    return ModelWrapper(graph).transform(InferShapes()).model

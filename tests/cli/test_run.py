@@ -21,7 +21,7 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
                  "search/search.png", "compare/compare.csv", "compare/compare.md", "report.md"):
         assert (out / name).exists(), name
     exported = sorted(p.name for p in (out / "export").iterdir())
-    assert len(exported) == 2 and exported[0].endswith("_fp32.onnx") and exported[1].endswith("_int8.onnx")
+    assert [name.split("_")[-1] for name in exported] == ["fp32.onnx", "int8.onnx", "qonnx.onnx", "qdq.onnx"]
     report = (out / "report.md").read_text()
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))

@@ -1,0 +1,67 @@
+"""qnas export through the CLI: every profile from a tiny trained run, and its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+
+from qnas.cli.main import main
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+TINY = str(HERE / "tiny.yaml")
+W4 = str(ROOT / "policies/uniform_w4a4.yaml")
+
+
+@pytest.fixture(scope="module")
+def supernet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "supernet"
+    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["qonnx", "ort", "trt", "onnx-fp32"])
+def test_every_format_writes_a_file_that_runs(supernet_run: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"{fmt}.onnx"
+    assert main(["export", "--config", TINY, "--checkpoint", str(supernet_run), "--policy", W4,
+                 "--format", fmt, "--out", str(out), "--height", "32", "--width", "64"]) == 0
+    model = onnx.load(out)
+    if fmt == "qonnx":
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.core.onnx_exec import execute_onnx
+
+        wrapper = ModelWrapper(model)
+        logits = execute_onnx(wrapper, {"image": np.zeros((1, 3, 32, 64), np.float32)})["logits"]
+        assert {n.op_type for n in model.graph.node} >= {"Quant", "Conv"}
+    else:
+        session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+        logits = session.run(None, {"image": np.zeros((1, 3, 32, 64), np.float32)})[0]
+    assert logits.shape == (1, 11, 32, 64)
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
+
+
+def test_export_errors_are_one_line_and_leave_no_file(supernet_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.yaml"
+    doc = yaml.safe_load(Path(W4).read_text())
+    doc["genome"]["s1.depth"] = 7
+    bad.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "model.onnx"
+    capsys.readouterr()
+    assert main(["export", "--config", TINY, "--checkpoint", str(supernet_run), "--policy", str(bad),
+                 "--format", "qonnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "s1.depth" in err and "Traceback" not in err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--config", TINY, "--checkpoint", str(supernet_run), "--policy", W4,
+              "--format", "tensorrt", "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'tensorrt'" in err and "qonnx" in err and "trt" in err
+    assert list(tmp_path.iterdir()) == [bad]
