@@ -15,6 +15,10 @@ def test_shipped_configs_load() -> None:
     assert digits.data.dataset == "digits" and digits.space.num_classes == 11
     city = load_config(ROOT / "configs/cityscapes.yaml")
     assert city.space.stem_channels == (32, 48, 64) and city.deploy.width == 2048
+    assert city.search.population == 100 and city.search.generations == 10  # the thesis's evolution
+    full = load_config(ROOT / "configs/digits-full.yaml")
+    assert full.space == digits.space and full.deploy == digits.deploy  # policies and tables carry over
+    assert full.train.finetune_epochs > digits.train.finetune_epochs
 
 
 @pytest.mark.parametrize(
