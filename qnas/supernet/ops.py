@@ -33,13 +33,16 @@ def bn_params(bn: nn.Module, channels: int) -> tuple[Tensor, Tensor, Tensor, Ten
     return bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
 
 
+BIAS_CODE_LIMIT = 2.0**22  # |int32 bias| bound that keeps accumulator + bias exact in float32 (< 2^24)
+
+
 def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input_scale: Tensor,
                    bn: tuple[Tensor, Tensor, Tensor, Tensor, float]) -> tuple[Tensor, Tensor, Tensor]:
     """Fold eval-mode BatchNorm into a quantized conv as an integer engine runs it.
 
     The weight codes stay; each channel's scale becomes ``s * gamma / sigma`` (negative where
     gamma is) and the bias ``beta - mean * gamma / sigma`` becomes an integer on the accumulator
-    grid ``input_scale * folded scale`` (an int32 bias). Returns (codes, folded scale [O],
+    grid ``input_scale * folded scale`` (an int32 bias, at most ``BIAS_CODE_LIMIT`` in size). Returns (codes, folded scale [O],
     bias codes [O], a float tensor of integers). This one function defines the evaluated model
     and every exported one.
     """
@@ -49,7 +52,19 @@ def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input
     bias = beta - mean * factor
     if conv_bias is not None:
         bias = bias + conv_bias * factor
-    return codes, folded, torch.round(bias / (input_scale * folded))
+    bias_codes = torch.round(bias / (input_scale * folded))
+    over = ~(bias_codes.abs() <= BIAS_CODE_LIMIT)  # also catches inf / nan (a zero gamma)
+    if over.any():
+        # A channel whose BatchNorm all but switched it off (gamma ~ 0): its bias does not fit the
+        # accumulator grid. Coarsen that channel's grid until it does and requantize its weight
+        # codes onto it (they shrink towards 0; the channel was nearly constant anyway).
+        sign = torch.where(folded < 0, -1.0, 1.0).to(folded.dtype)
+        coarse = sign * (bias.abs() / (input_scale * BIAS_CODE_LIMIT)).clamp_min(torch.finfo(folded.dtype).tiny)
+        ratio = torch.where(over, folded / coarse, torch.ones_like(folded)).reshape(-1, *([1] * (codes.dim() - 1)))
+        codes = torch.where(over.reshape(ratio.shape), torch.round(codes * ratio), codes)
+        folded = torch.where(over, coarse, folded)
+        bias_codes = torch.round(bias / (input_scale * folded))
+    return codes, folded, bias_codes
 
 
 def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
