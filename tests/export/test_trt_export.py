@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from onnx import TensorProto, numpy_helper
 
 from qnas.export.trt import TRT_OPSET, export_trt_model, widen_for_int8
