@@ -119,6 +119,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_summary(config, genome) -> str:
+    """The searched network in a few lines: architecture per stage and where its MACs run at which bits."""
+    from collections import Counter
+
+    from qnas.space import conv_layers
+
+    spec = config.space
+    stages = []
+    for s in range(1, len(spec.stage_channels) + 1):
+        depth = genome[f"s{s}.depth"]
+        blocks = ", ".join(f"k{genome[f's{s}.b{b}.k']} e{genome[f's{s}.b{b}.e']}" for b in range(depth))
+        stages.append(f"stage {s}: depth {depth} ({blocks})")
+    layers = conv_layers(spec, genome, config.deploy.height, config.deploy.width)
+    macs = Counter()
+    for layer in layers:
+        macs[(layer.wbits, layer.abits)] += layer.macs
+    total = sum(macs.values())
+    shares = ", ".join(f"W{w}A{a} {100 * m / total:.0f}%" for (w, a), m in sorted(macs.items(), key=lambda kv: -kv[1]))
+    return "Architecture: " + "; ".join(stages) + f".\n\nShare of MACs by bit widths: {shares}."
+
+
 def _report(config, out: Path, policy, files: dict[str, Path], p: _Pipeline, seconds: float) -> None:
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
@@ -144,6 +165,8 @@ GBitOps and GMACs at {config.deploy.height}x{config.deploy.width}. mIoU on the v
 ## Searched policy
 
 [`search/best.yaml`](search/best.yaml): `{policy.name}`, budgets {json.dumps(policy.provenance.get("budgets"))}.
+
+{_policy_summary(config, policy.genome)}
 
 ![search](search/search.png)
 
