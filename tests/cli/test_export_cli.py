@@ -18,12 +18,6 @@ TINY = str(HERE / "tiny.yaml")
 W4 = str(ROOT / "policies/uniform_w4a4.yaml")
 
 
-@pytest.fixture(scope="module")
-def supernet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "supernet"
-    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
-    return out
-
 
 @pytest.mark.parametrize("fmt", ["qonnx", "ort", "trt", "onnx-fp32"])
 def test_every_format_writes_a_file_that_runs(supernet_run: Path, tmp_path: Path, fmt: str) -> None:

@@ -19,12 +19,6 @@ TINY = str(HERE / "tiny.yaml")
 W8 = str(HERE.parents[1] / "policies/uniform_w8a8.yaml")
 
 
-@pytest.fixture(scope="module")
-def supernet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "supernet"
-    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
-    return out
-
 
 def _bitops(genome) -> int:
     config = load_config(TINY)

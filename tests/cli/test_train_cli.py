@@ -17,12 +17,6 @@ W8 = str(ROOT / "policies/uniform_w8a8.yaml")
 W4 = str(ROOT / "policies/uniform_w4a4.yaml")
 
 
-@pytest.fixture(scope="module")
-def supernet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "supernet"
-    assert main(["train", "--config", TINY, "--out", str(out), "--quiet"]) == 0
-    return out
-
 
 def test_train_writes_the_run_folder(supernet_run: Path) -> None:
     assert {p.name for p in supernet_run.iterdir()} >= {"config.yaml", "checkpoint.pt", "train.log", "summary.json"}
