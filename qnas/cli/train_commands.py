@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from qnas.cli.command import Command, config_argument, load, print_metric_table
@@ -142,18 +143,24 @@ def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
     _out_arguments(parser, "baseline")
 
 
-def _baseline(args: argparse.Namespace) -> int:
+def _train_single(args: argparse.Namespace, kind: str, start: Callable[[Config], Supernet],
+                  stages: Callable[..., list], extra: Callable[[Config], dict[str, Any]]) -> int:
+    """Train the policy's network alone from ``start(config)`` through ``stages``, then evaluate it."""
     config, space = load(args)
     policy = read_policy(args.policy, space)
     run = RunDir(args.out)
     run.prepare(config, args.resume)
     device = setup_torch(config)
-    supernet = new_supernet(config).to(device)
-    bn = _train_run(config, run, supernet, baseline_stages(config.train, policy.genome),
-                    run_state(config, "baseline", policy.genome), args.resume, args.quiet, f"baseline {policy.name}")
-    _finish_single(config, space, run, supernet, policy, bn, "baseline",
-                   {"epochs": config.train.baseline_float_epochs + config.train.baseline_qat_epochs})
+    supernet = start(config).to(device)
+    bn = _train_run(config, run, supernet, stages(config.train, policy.genome), run_state(config, kind, policy.genome),
+                    args.resume, args.quiet, f"{kind} {policy.name}")
+    _finish_single(config, space, run, supernet, policy, bn, kind, extra(config))
     return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    return _train_single(args, "baseline", new_supernet, baseline_stages,
+                         lambda c: {"epochs": c.train.baseline_float_epochs + c.train.baseline_qat_epochs})
 
 
 def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,20 +171,14 @@ def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    config, space = load(args)
-    policy = read_policy(args.policy, space)
-    run = RunDir(args.out)
-    run.prepare(config, args.resume)
-    device = setup_torch(config)
-    supernet, state = load_trained(config, args.supernet)
-    if state.get("kind") != "supernet":
-        raise QnasError(f"--supernet {args.supernet} holds a {state.get('kind')} run, not a supernet")
-    supernet = supernet.to(device)
-    bn = _train_run(config, run, supernet, finetune_stages(config.train, policy.genome),
-                    run_state(config, "finetune", policy.genome), args.resume, args.quiet, f"finetune {policy.name}")
-    _finish_single(config, space, run, supernet, policy, bn, "finetune",
-                   {"supernet": str(args.supernet), "epochs": config.train.finetune_epochs})
-    return 0
+    def start(config: Config) -> Supernet:
+        supernet, state = load_trained(config, args.supernet)
+        if state.get("kind") != "supernet":
+            raise QnasError(f"--supernet {args.supernet} holds a {state.get('kind')} run, not a supernet")
+        return supernet
+
+    return _train_single(args, "finetune", start, finetune_stages,
+                         lambda c: {"supernet": str(args.supernet), "epochs": c.train.finetune_epochs})
 
 
 TRAIN_COMMANDS = [
