@@ -109,7 +109,7 @@ class TrainConfig:
     random_subnets: int = 1  # per step, besides the largest (max bits) and the smallest (min bits)
     distill_weight: float = 1.0  # in-place distillation from the largest subnet's soft output
     distill_temperature: float = 1.0
-    aux_weight: float = 0.4  # deep supervision (largest subnet only: the aux heads are float)
+    aux_weight: float = 0.4  # deep supervision of every trained subnet (float aux heads, dropped by freeze)
     bn_calib_batches: int = 8  # BatchNorm recalibration of a cut subnet
     checkpoint_every: int = 50  # steps between checkpoints (and one at the end of every phase)
     baseline_float_epochs: int = 3  # a uniform baseline: float warm-up, then QAT at its bit widths
