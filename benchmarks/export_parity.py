@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import torch
 
-from qnas.cli.export_commands import export_policy
+from qnas.cli.export_commands import export_subnet
 from qnas.cli.runs import bn_images, load_trained, train_dataset, val_loader
 from qnas.config import load_config
 from qnas.data import ConfusionMeter
@@ -76,9 +76,12 @@ def main() -> None:
         policy = read_policy(path, space)
         subnet = cut_subnet(supernet, policy.genome, bn)
         widened = widen_for_int8(subnet).eval()
-        ort_run = backend.session(onnx.load_from_string(export_policy(config, supernet, policy.genome, "ort", h, w, bn)))
-        trt_run = backend.session(onnx.load_from_string(export_policy(config, supernet, policy.genome, "trt", h, w, bn)))
-        qonnx_run = _qonnx_runner(onnx.load_from_string(export_policy(config, supernet, policy.genome, "qonnx", h, w, bn)))
+
+        def export(fmt: str, height: int = h, width: int = w, subnet=subnet, genome=policy.genome) -> onnx.ModelProto:
+            return onnx.load_from_string(export_subnet(config, subnet, genome, fmt, height, width))
+
+        ort_run, trt_run = backend.session(export("ort")), backend.session(export("trt"))
+        qonnx_run = _qonnx_runner(export("qonnx"))
         ref_meter, wide_meter = ConfusionMeter(classes), ConfusionMeter(classes)
         files = {name: Agreement(classes) for name in ("ort", "trt", "qonnx")}
         qonnx_ref = ConfusionMeter(classes)
@@ -101,13 +104,11 @@ def main() -> None:
         rows.append(f"| {policy.name} | (widening itself) | model | | | {ref_meter.miou():.4f} | "
                     f"{wide_meter.miou():.4f} (widened, PyTorch) |")
         dh, dw = config.deploy.height, config.deploy.width
-        deploy_int8 = onnx.load_from_string(export_policy(config, supernet, policy.genome, "ort", dh, dw, bn))
-        fp32 = onnx.load_from_string(export_policy(config, supernet, policy.genome, "onnx-fp32", dh, dw, bn))
+        deploy_int8, fp32 = export("ort", dh, dw), export("onnx-fp32", dh, dw)
         t8 = backend.measure(deploy_int8, 10, args.repeats).median_ms
         t32 = backend.measure(fp32, 10, args.repeats).median_ms
         timings.append(f"| {policy.name} | {t8:.3f} | {t32:.3f} | {t32 / t8:.2f}x |")
         print("\n".join(rows[-4:]), flush=True)
-        del subnet, widened
     text = "\n".join(rows) + (f"\n\nonnxruntime latency at {config.deploy.height}x{config.deploy.width}, "
                               f"{args.threads} thread(s), median of {args.repeats}:\n\n"
                               "| policy | INT8 ms | FP32 ms | FP32 / INT8 |\n|---|---|---|---|\n"

@@ -14,7 +14,7 @@ from qnas.errors import QnasError
 from qnas.space import atomic_write_bytes, read_policy
 from qnas.train import cut_subnet
 
-__all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy"]
+__all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy", "export_subnet"]
 
 FORMATS = ("qonnx", "ort", "trt", "onnx-fp32")
 
@@ -39,10 +39,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def export_policy(config, supernet, genome, fmt: str, height: int, width: int, bn: list) -> bytes:
     """Serialized ONNX of the policy's subnet (BatchNorm recalibrated as it was evaluated)."""
+    return export_subnet(config, cut_subnet(supernet, genome, bn), genome, fmt, height, width)
+
+
+def export_subnet(config, subnet, genome, fmt: str, height: int, width: int) -> bytes:
+    """Serialized ONNX of an already cut (and BN-recalibrated) subnet; ``subnet`` is left as it is."""
+    import copy
+
     import onnx
     import torch
 
-    subnet = cut_subnet(supernet, genome, bn)
     if fmt == "qonnx":
         from qnas.export.qonnx import export_qonnx_model
 
@@ -59,6 +65,7 @@ def export_policy(config, supernet, genome, fmt: str, height: int, width: int, b
         assert_integer(get_backend("ort-cpu", 1), model, "ort export")
         return model.SerializeToString()
     if fmt == "onnx-fp32":
+        subnet = copy.deepcopy(subnet)
         subnet.set_quantization(False)
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes are static at export

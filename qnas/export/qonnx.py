@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 
 from qnas.export.graph import OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
+from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.space import SpaceSpec
 
@@ -82,8 +83,6 @@ def export_qonnx_model(model, spec: SpaceSpec, genome: Mapping[str, int], height
     every tensor's shape recorded so that qonnx and FINN tools can take it as it is."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
-
-    from qnas.export.network import network_graph
 
     check_exportable(model)
     graph = network_graph(spec, genome, height, width, FrozenLayers(model), QonnxGraph).model()

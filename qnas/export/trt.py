@@ -23,6 +23,7 @@ import onnx
 from torch import nn
 
 from qnas.export.graph import OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
+from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.quant import PACTActivationQuant
 from qnas.space import SpaceSpec
@@ -97,8 +98,6 @@ def widen_for_int8(model: nn.Module) -> nn.Module:
 
 def export_trt_model(model, spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> onnx.ModelProto:
     """The frozen model, widened where int8 requires it, as a TensorRT Q/DQ graph."""
-    from qnas.export.network import network_graph
-
     widened = widen_for_int8(model)
     check_exportable(widened)
     return network_graph(spec, genome, height, width, FrozenLayers(widened), TrtGraph).model()

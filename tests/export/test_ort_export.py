@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
-import pytest
 import torch
 from onnx import TensorProto
 
