@@ -3,7 +3,8 @@
 The emitters in ``qnas.export.network`` describe the network once (which conv reads which
 tensor on which grid); a writer decides how each step becomes ONNX nodes. ``QLinearGraph``
 (``ort``: integer kernels), ``QonnxGraph`` (``qonnx``: Quant nodes at every bit width) and
-``TrtGraph`` (``trt``: symmetric int8 Q/DQ) are the three writers.
+``TrtGraph`` (``trt``: symmetric int8 Q/DQ) are the three writers; the last two share the
+integer-codes form of ``qnas.export.codes``.
 
 Torch-free (numpy + onnx).
 """
@@ -63,11 +64,6 @@ class Grid:
     def rectified(self) -> bool:
         """A signed grid whose negative codes a ReLU removed."""
         return self.signed and self.lo >= self.zero_point
-
-    def real_range(self) -> tuple[np.float32, np.float32]:
-        """Smallest and largest value on the grid, in float32."""
-        s = np.float32(self.scale)
-        return np.float32(self.lo - self.zero_point) * s, np.float32(self.hi - self.zero_point) * s
 
 
 @dataclass(frozen=True)

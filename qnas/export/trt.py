@@ -1,11 +1,20 @@
 """The ``trt`` export profile: TensorRT explicit quantization with symmetric int8 Q/DQ only.
 
-Every quantized tensor is ``QuantizeLinear`` / ``DequantizeLinear`` with an int8 zero point of 0
-(no uint8 anywhere), weights are int8 initializers dequantized per output channel on axis 0,
-BatchNorm is folded into the conv, and opset 13. There is no integer Clip: a grid narrower than
-int8 (4- and 6-bit activations, the narrow-range signed 8-bit grid) is kept exact by a float
-``Clip`` to the grid's real range in front of its ``QuantizeLinear`` (TensorRT fuses it as an
-activation; it also plays the ReLU), so its codes stay within the quantizer's range.
+Every quantized tensor is an int8 ``QuantizeLinear`` / ``DequantizeLinear`` pair with zero point
+0 (no uint8 anywhere), weights are int8 initializers behind a per-output-channel
+``DequantizeLinear`` on axis 0, BatchNorm is folded into the conv, and opset 13. There is no
+integer Clip: a grid narrower than int8 (4- and 6-bit activations, the narrow-range signed grids)
+is kept exact by a float ``Clip`` to its codes in front of the ``QuantizeLinear`` (TensorRT fuses
+it as an activation; it also plays the ReLU).
+
+The file is in the integer-codes form of ``qnas.export.codes``: every Q/DQ has unit scale, so the
+tensors between them are the integer codes themselves, and the scales are explicit: a ``Div`` by
+the activation scale in front of each Q, one per-channel ``Mul`` by ``s_in * s_w[c]`` after each
+Conv (pointwise operations TensorRT can fuse into the int8 conv's epilogue). An engine that
+runs each conv as int8 x int8 with int32 accumulation sums the codes exactly, and so does one
+that convolves dequantized floats (onnxruntime), since float32 sums integers exactly; so the
+file computes what the model computes in either. Scales inside the Q/DQ nodes would make onnxruntime sum rounded products
+``(x * s_x) * (w * s_w)``, whose rounding flips an occasional code.
 
 What int8 cannot hold is an unsigned 8-bit grid (codes 0..255): such activations, including the
 network input, are widened to int8 as 7-bit grids on the same clip (``widen_for_int8``), which
@@ -22,7 +31,8 @@ import numpy as np
 import onnx
 from torch import nn
 
-from qnas.export.graph import OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
+from qnas.export.codes import IntegerCodesGraph
+from qnas.export.graph import OPSET, Grid, LayerParams, QTensor
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.quant import PACTActivationQuant
@@ -33,49 +43,32 @@ __all__ = ["TrtGraph", "widen_for_int8", "export_trt_model", "TRT_OPSET"]
 TRT_OPSET = OPSET
 
 
-class TrtGraph(GraphWriter):
-    """A TensorRT Q/DQ writer: a ``QTensor`` is an int8 ``QuantizeLinear`` output (zero point 0)."""
+class TrtGraph(IntegerCodesGraph):
+    """A TensorRT Q/DQ writer: codes are the int8 output of a unit-scale ``QuantizeLinear``."""
 
     opsets = (("", TRT_OPSET),)
 
-    def _scale_zp(self, grid: Grid) -> list[str]:
-        return [self._const("scale", np.float32(grid.scale)), self._const("zp", np.int8(0))]
+    def _unit(self, channels: int | None = None) -> list[str]:
+        if channels is None:
+            return [self._const("one", np.float32(1.0)), self._const("zp", np.int8(0))]
+        return [self._const("ones", np.ones(channels, np.float32)), self._const("zps", np.zeros(channels, np.int8))]
 
-    def quantize(self, x: FTensor, grid: Grid) -> QTensor:
-        """Float Clip to the grid's range, then int8 QuantizeLinear on the grid's scale."""
+    def _codes(self, scaled: str, grid: Grid) -> str:
+        """A float Clip to the grid's codes, then int8 QuantizeLinear (round half to even)."""
         lo, hi = grid.lo - grid.zero_point, grid.hi - grid.zero_point
         if lo < -127 or hi > 127:
             raise ValueError(f"a grid with codes {lo}..{hi} does not fit symmetric int8; widen it first "
                              "(qnas.export.trt.widen_for_int8)")
-        low, high = grid.real_range()
-        clipped = self._node("Clip", [x.name, self._const("lo", low), self._const("hi", high)], "clip")
-        return QTensor(self._node("QuantizeLinear", [clipped, *self._scale_zp(grid)], "q"), grid, x.shape)
+        clipped = self._node("Clip", [scaled, self._const("lo", np.float32(lo)), self._const("hi", np.float32(hi))],
+                             "clip")
+        return self._node("QuantizeLinear", [clipped, *self._unit()], "q")
 
-    def dequantize(self, x: QTensor) -> FTensor:
-        return FTensor(self._node("DequantizeLinear", [x.name, *self._scale_zp(x.grid)], "dq"), x.shape)
+    def _float_codes(self, x: QTensor) -> str:
+        return self._node("DequantizeLinear", [x.name, *self._unit()], "dq")
 
-    def _conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int) -> str:
-        if not isinstance(x, QTensor):
-            raise TypeError("a conv reads a quantized tensor; quantize its float input first")
-        cout, k = layer.codes.shape[0], layer.codes.shape[-1]
-        weights = self._node("DequantizeLinear", [self._const("w", layer.codes.astype(np.int8)),
-                                                  self._const("w_scale", np.asarray(layer.scale, np.float32)),
-                                                  self._const("w_zp", np.zeros(cout, np.int8))], "w", axis=0)
-        inputs = [self.dequantize(x).name, weights]
-        if layer.bias is not None:
-            inputs.append(self._const("bias", np.asarray(layer.bias, np.float32)))
-        return self._node("Conv", inputs, "conv", kernel_shape=[k, k], strides=[stride, stride],
-                          pads=[k // 2] * 4, group=groups)
-
-    def conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, out: Grid) -> QTensor:
-        y = self._conv(x, layer, stride, groups)
-        return self.quantize(FTensor(y, conv_out_shape(x, layer.codes.shape[0], layer.codes.shape[-1], stride)), out)
-
-    def conv_to_float(self, x: QTensor, layer: LayerParams, stride: int, groups: int, relu: bool) -> FTensor:
-        y = self._conv(x, layer, stride, groups)
-        if relu:
-            y = self._node("Relu", [y], "relu")
-        return FTensor(y, conv_out_shape(x, layer.codes.shape[0], layer.codes.shape[-1], stride))
+    def _weight_codes(self, layer: LayerParams) -> str:
+        return self._node("DequantizeLinear", [self._const("w", layer.codes.astype(np.int8)),
+                                               *self._unit(layer.codes.shape[0])], "w", axis=0)
 
 
 def _seven_bit(quant: PACTActivationQuant) -> PACTActivationQuant:
