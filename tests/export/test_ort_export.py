@@ -20,6 +20,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
     supernet, images, val = trained
     backend = get_backend("ort-cpu", 1)
     agree = total = 0
+    worst = 0.0
     for genome in export_genomes(small_space):
         subnet = freeze(supernet, genome)
         recalibrate_bn(subnet, images)
@@ -32,8 +33,12 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
             check_codes(pairs, out, ref, atol=1e-5)
             agree += int((out.argmax(1) == ref.argmax(1)).sum())
             total += ref.shape[2] * ref.shape[3]
+            worst = max(worst, float(np.abs(out - ref).max()))
         assert not set(backend.optimized_ops(model)) & FLOAT_CONV_OPS
-    print(f"argmax agreement {agree / total:.5f} over {total} pixels")
+    print(f"argmax agreement {agree / total:.5f} over {total} pixels, max abs diff {worst:.3g}")
+    # This briefly trained network has small logit margins (0.99884 here); the 99.9% bound
+    # is measured on the default run's trained models by benchmarks/export_parity.py.
+    assert agree / total >= 0.995
 
 
 def test_batchnorm_folding_keeps_codes_and_folds_scales(trained, small_space: SearchSpace) -> None:
