@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 from qnas.errors import QnasError
-from qnas.space import SpaceSpec, atomic_write_text, conv_out_size
+from qnas.space import (
+    MBConvBlock, SpaceSpec, atomic_write_text, fusion_channels, mbconv_block, mbconv_blocks, stage_resolutions,
+)
 
 __all__ = ["Block", "network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT"]
 
@@ -53,55 +55,34 @@ class Block:
         return f"{self.kind} {h}x{w} c{self.cin}-{self.cout}"
 
 
-def _stage_resolutions(spec: SpaceSpec, height: int, width: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
-    """The stem output resolution and every stage's input resolution."""
-    hw = (height, width)
-    hw = (conv_out_size(hw[0], 3, spec.stem_strides[0]), conv_out_size(hw[1], 3, spec.stem_strides[0]))
-    for stride in spec.stem_strides[1:]:
-        hw = (conv_out_size(hw[0], 3, stride), conv_out_size(hw[1], 3, stride))
-    stem_hw, inputs = hw, []
-    for stride in spec.stage_strides:
-        inputs.append(hw)
-        hw = (conv_out_size(hw[0], 3, stride), conv_out_size(hw[1], 3, stride))
-    return stem_hw, inputs
-
-
-def _mbconv(spec: SpaceSpec, stage: int, block: int, kernel: int, expand: int,
-            inputs: list[tuple[int, int]]) -> Block:
-    cout = spec.stage_channels[stage - 1]
-    if block == 0:
-        cin = spec.stem_channels[-1] if stage == 1 else spec.stage_channels[stage - 2]
-        stride, hw = spec.stage_strides[stage - 1], inputs[stage - 1]
+def _mbconv(block: MBConvBlock, stem_hw: tuple[int, int], stage_hw: list[tuple[int, int]]) -> Block:
+    """The block at the resolution it reads: the previous stage's output (the stem's for stage 1)
+    for a stage's first block, its own stage's output after that."""
+    if block.index > 0:
+        hw = stage_hw[block.stage - 1]
     else:
-        cin, stride = cout, 1
-        s = spec.stage_strides[stage - 1]
-        h, w = inputs[stage - 1]
-        hw = (conv_out_size(h, 3, s), conv_out_size(w, 3, s))
-    return Block("mbconv", hw, cin, cout, stride, kernel, expand)
+        hw = stem_hw if block.stage == 1 else stage_hw[block.stage - 2]
+    return Block("mbconv", hw, block.cin, block.cout, block.stride, block.kernel, block.expand)
 
 
 def _fixed_blocks(spec: SpaceSpec, height: int, width: int, stem_hw: tuple[int, int]) -> list[Block]:
     c3 = spec.stem_channels[-1]
-    fused = sum(spec.stage_channels) + spec.highres_channels
     return [Block("stem", (height, width), spec.in_channels, c3),
             Block("highres", stem_hw, c3, spec.highres_channels),
-            Block("head", stem_hw, fused, spec.num_classes)]
+            Block("head", stem_hw, fusion_channels(spec), spec.num_classes)]
 
 
 def network_blocks(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> list[Block]:
     """The blocks a genome's network runs at ``height`` x ``width``."""
-    stem_hw, inputs = _stage_resolutions(spec, height, width)
+    stem_hw, stage_hw = stage_resolutions(spec, height, width)
     stem, highres, head = _fixed_blocks(spec, height, width, stem_hw)
-    blocks = [stem]
-    for s in range(1, spec.num_stages + 1):
-        for b in range(genome[f"s{s}.depth"]):
-            blocks.append(_mbconv(spec, s, b, genome[f"s{s}.b{b}.k"], genome[f"s{s}.b{b}.e"], inputs))
-    return blocks + [highres, head]
+    mbconvs = [_mbconv(b, stem_hw, stage_hw) for b in mbconv_blocks(spec, genome)]
+    return [stem, *mbconvs, highres, head]
 
 
 def space_blocks(spec: SpaceSpec, height: int, width: int) -> list[Block]:
     """Every distinct block any genome of the space can contain (what a table must measure)."""
-    stem_hw, inputs = _stage_resolutions(spec, height, width)
+    stem_hw, stage_hw = stage_resolutions(spec, height, width)
     seen: dict[str, Block] = {}
     for block in _fixed_blocks(spec, height, width, stem_hw):
         seen.setdefault(block.key, block)
@@ -109,7 +90,7 @@ def space_blocks(spec: SpaceSpec, height: int, width: int) -> list[Block]:
         for b in range(spec.max_depth):
             for k in spec.kernels:
                 for e in spec.expands:
-                    block = _mbconv(spec, s, b, k, e, inputs)
+                    block = _mbconv(mbconv_block(spec, s, b, k, e), stem_hw, stage_hw)
                     seen.setdefault(block.key, block)
     return list(seen.values())
 

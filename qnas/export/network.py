@@ -20,7 +20,7 @@ import numpy as np
 from qnas.cost.latency import Block
 from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor
 from qnas.export.qlinear import QLinearGraph
-from qnas.space import SpaceSpec, conv_out_size, fusion_channels
+from qnas.space import SpaceSpec, fusion_channels, mbconv_blocks, stage_resolutions
 
 __all__ = ["LayerParams", "LayerSource", "RandomLayers", "emit_stem", "emit_mbconv", "emit_highres", "emit_head",
            "block_graph", "network_graph"]
@@ -139,21 +139,13 @@ def network_graph(spec: SpaceSpec, genome: Mapping[str, int], height: int, width
     e = _Emitter(g, src, spec)
     stem = emit_stem(e, g.input("image", (1, spec.in_channels, height, width)))
     h, outs = stem, []
-    for s, (cout, stride) in enumerate(zip(spec.stage_channels, spec.stage_strides), start=1):
-        for b in range(genome[f"s{s}.depth"]):
-            h = emit_mbconv(e, h, f"s{s}.b{b}", cout, stride if b == 0 else 1, genome[f"s{s}.b{b}.k"],
-                            genome[f"s{s}.b{b}.e"])
+    blocks = mbconv_blocks(spec, genome)
+    for s in range(1, spec.num_stages + 1):
+        for block in (b for b in blocks if b.stage == s):
+            h = emit_mbconv(e, h, block.label, block.cout, block.stride, block.kernel, block.expand)
         outs.append(h)
     g.output(emit_head(e, outs, emit_highres(e, stem), (height, width)), "logits")
     return g
-
-
-def _stage_output_shapes(spec: SpaceSpec, stem_hw: tuple[int, int]) -> list[tuple[int, int, int, int]]:
-    shapes, (h, w) = [], stem_hw
-    for cout, stride in zip(spec.stage_channels, spec.stage_strides):
-        h, w = conv_out_size(h, 3, stride), conv_out_size(w, 3, stride)
-        shapes.append((1, cout, h, w))
-    return shapes
 
 
 def block_graph(spec: SpaceSpec, block: Block, deploy_hw: tuple[int, int], src: LayerSource) -> QLinearGraph:
@@ -169,7 +161,11 @@ def block_graph(spec: SpaceSpec, block: Block, deploy_hw: tuple[int, int], src: 
     elif block.kind == "highres":
         g.output(emit_highres(e, g.input("x", (1, block.cin, h, w))), "out")
     elif block.kind == "head":
-        outs = [g.input(f"stage{i}", shape) for i, shape in enumerate(_stage_output_shapes(spec, (h, w)), start=1)]
+        stem_hw, stage_hw = stage_resolutions(spec, *deploy_hw)
+        if stem_hw != (h, w):
+            raise ValueError(f"a head block reading {h}x{w} is not part of a {deploy_hw[0]}x{deploy_hw[1]} network")
+        outs = [g.input(f"stage{i}", (1, cout, *hw))
+                for i, (cout, hw) in enumerate(zip(spec.stage_channels, stage_hw), start=1)]
         grid = e.params("head.ds1.dw", fusion_channels(spec), 1, 3).in_grid
         hr = g.quantized_input("highres", (1, spec.highres_channels, h, w), grid)
         g.output(emit_head(e, outs, hr, deploy_hw), "logits")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from qnas.space.spec import SpaceSpec
 
-__all__ = ["ConvLayer", "conv_layers", "conv_out_size", "fusion_channels"]
+__all__ = ["ConvLayer", "MBConvBlock", "conv_layers", "conv_out_size", "fusion_channels", "mbconv_block",
+           "mbconv_blocks", "stage_resolutions"]
 
 
 def conv_out_size(size: int, kernel: int, stride: int) -> int:
@@ -66,6 +67,50 @@ def fusion_channels(spec: SpaceSpec) -> int:
     return sum(spec.stage_channels) + spec.highres_channels
 
 
+@dataclass(frozen=True)
+class MBConvBlock:
+    """One inverted-residual block of a stage, as a genome chooses it."""
+
+    stage: int  # 1-based
+    index: int  # 0-based within the stage; block 0 carries the stage's stride
+    cin: int
+    cout: int
+    stride: int
+    kernel: int
+    expand: int
+
+    @property
+    def label(self) -> str:
+        return f"s{self.stage}.b{self.index}"
+
+
+def mbconv_block(spec: SpaceSpec, stage: int, index: int, kernel: int, expand: int) -> MBConvBlock:
+    """Block ``index`` of ``stage`` with the given kernel and expand ratio."""
+    cout = spec.stage_channels[stage - 1]
+    if index == 0:
+        cin = spec.stem_channels[-1] if stage == 1 else spec.stage_channels[stage - 2]
+        return MBConvBlock(stage, index, cin, cout, spec.stage_strides[stage - 1], kernel, expand)
+    return MBConvBlock(stage, index, cout, cout, 1, kernel, expand)
+
+
+def mbconv_blocks(spec: SpaceSpec, genome: Mapping[str, int]) -> list[MBConvBlock]:
+    """The blocks the genome keeps (its depth per stage), in execution order."""
+    return [mbconv_block(spec, s, b, genome[f"s{s}.b{b}.k"], genome[f"s{s}.b{b}.e"])
+            for s in range(1, spec.num_stages + 1) for b in range(genome[f"s{s}.depth"])]
+
+
+def stage_resolutions(spec: SpaceSpec, height: int, width: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The stem's output resolution, then every stage's output resolution."""
+    h, w = height, width
+    for stride in spec.stem_strides:
+        h, w = conv_out_size(h, 3, stride), conv_out_size(w, 3, stride)
+    stem_hw, outs = (h, w), []
+    for stride in spec.stage_strides:
+        h, w = conv_out_size(h, 3, stride), conv_out_size(w, 3, stride)
+        outs.append((h, w))
+    return stem_hw, outs
+
+
 def conv_layers(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> list[ConvLayer]:
     """Every conv the genome's network runs on a ``height`` x ``width`` input, in execution order."""
     layers: list[ConvLayer] = []
@@ -90,15 +135,11 @@ def conv_layers(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: 
     separable("stem.ds2", c2, c3, t3)
     stem_hw = hw
 
-    cin = c3
-    for s, (cout, stride) in enumerate(zip(spec.stage_channels, spec.stage_strides), start=1):
-        for b in range(genome[f"s{s}.depth"]):
-            k, e = genome[f"s{s}.b{b}.k"], genome[f"s{s}.b{b}.e"]
-            mid = cin * e
-            add(f"s{s}.b{b}.pw1", cin, mid, 1, 1, 1)
-            add(f"s{s}.b{b}.dw", mid, mid, k, stride if b == 0 else 1, mid)
-            add(f"s{s}.b{b}.pw2", mid, cout, 1, 1, 1)
-            cin = cout
+    for block in mbconv_blocks(spec, genome):
+        mid = block.cin * block.expand
+        add(f"{block.label}.pw1", block.cin, mid, 1, 1, 1)
+        add(f"{block.label}.dw", mid, mid, block.kernel, block.stride, mid)
+        add(f"{block.label}.pw2", mid, block.cout, 1, 1, 1)
 
     hw = stem_hw
     separable("hr", c3, spec.highres_channels, 1)
