@@ -14,7 +14,7 @@ from qnas.errors import QnasError
 from qnas.space import atomic_write_bytes, read_policy
 from qnas.train import cut_subnet
 
-__all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy", "export_subnet"]
+__all__ = ["EXPORT_COMMANDS", "FORMATS", "export_policy", "export_subnet", "inexact_convs"]
 
 FORMATS = ("qonnx", "ort", "trt", "onnx-fp32")
 
@@ -87,7 +87,22 @@ def _export(args: argparse.Namespace) -> int:
                          bn_images(config, train_dataset(config)))
     atomic_write_bytes(Path(args.out), data)
     print(f"wrote {args.out} ({args.format}, {policy.name}, {height}x{width}, {len(data) / 1e6:.2f} MB)")
+    inexact = inexact_convs(data)
+    if inexact:
+        shown = ", ".join(inexact[:4]) + (f" and {len(inexact) - 4} more" if len(inexact) > 4 else "")
+        print(f"note: {shown}: worst-case integer sums reach 2^24; exact on an integer engine, but an engine "
+              "that convolves float32 codes (onnxruntime, the qonnx executor) may round them")
     return 0
+
+
+def inexact_convs(data: bytes) -> list[str]:
+    """The convs an exported file lists as possibly rounded by float32 execution (see qnas.export.codes)."""
+    import onnx
+
+    from qnas.export.graph import INEXACT_CONVS_KEY
+
+    props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    return [label for label in props.get(INEXACT_CONVS_KEY, "").split(",") if label]
 
 
 EXPORT_COMMANDS = [

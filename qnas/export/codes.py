@@ -4,8 +4,11 @@ Each conv reads its input as integer codes (the real value divided by the grid's
 and clipped to the grid), its weights as integer codes, the folded BatchNorm bias as an integer
 on the accumulator grid, and one ``Mul`` by ``s_in * s_w[c]`` rescales the sum. This is literally
 what the evaluated PyTorch model computes (``qnas.supernet.ops.integer_conv2d``): sums of integer
-products are exact in float32, and every other step is the same single float operation on the
-same operands, so any engine that executes the file reproduces the model's logits bit for bit.
+products are exact in float32 while no partial sum reaches 2^24, and every other step is the
+same single float operation on the same operands, so any engine that executes the file
+reproduces the model's logits bit for bit. A conv whose worst case reaches 2^24 (wide layers at
+8 bits) is still exact on an integer engine, but a float executor may round its sums: such
+convs are listed in the file's metadata (``INEXACT_CONVS_KEY``) and by ``qnas export``.
 A writer only decides how codes are represented: QONNX ``Quant`` nodes, or int8 Q/DQ pairs.
 
 Torch-free (numpy + onnx).
@@ -22,6 +25,8 @@ __all__ = ["IntegerCodesGraph"]
 
 class IntegerCodesGraph(GraphWriter):
     """Division by the scale, codes, integer conv, one rescale; subclasses say how codes are held."""
+
+    float_convs = True
 
     # -- what a subclass provides ----------------------------------------------------------------
     def _codes(self, scaled: str, grid: Grid) -> str:

@@ -18,9 +18,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["Grid", "QTensor", "FTensor", "LayerParams", "GraphWriter", "OPSET", "conv_out_shape"]
+__all__ = ["Grid", "QTensor", "FTensor", "LayerParams", "GraphWriter", "OPSET", "FLOAT32_EXACT_LIMIT",
+           "INEXACT_CONVS_KEY", "conv_out_shape"]
 
 OPSET = 13
+FLOAT32_EXACT_LIMIT = 2.0**24  # integer sums below this are exact in float32
+INEXACT_CONVS_KEY = "qnas.float32_inexact_convs"  # metadata: convs whose float32 sums may round
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,15 @@ class LayerParams:
         """float32 [O]: ``s_in * s_w[c]``, the value of one unit of the integer accumulator."""
         return np.float32(self.in_grid.scale) * np.asarray(self.scale, np.float32)
 
+    def worst_case_sum(self) -> float:
+        """The largest |accumulator| any input on ``in_grid`` can give (partial sums included)."""
+        grid = self.in_grid
+        act_max = max(abs(grid.lo - grid.zero_point), abs(grid.hi - grid.zero_point))
+        fan_in = int(np.prod(self.codes.shape[1:]))
+        total = float(fan_in) * act_max * float(np.abs(self.codes.astype(np.int64)).max(initial=0))
+        bias = self.bias_codes()
+        return total + (0.0 if bias is None else float(np.abs(bias).max(initial=0)))
+
     def bias_codes(self) -> np.ndarray | None:
         """The bias as integers on the accumulator grid (the int32 bias of an integer engine)."""
         if self.bias is None:
@@ -116,9 +128,11 @@ class GraphWriter:
     """Node and initializer bookkeeping plus the operators every profile writes the same way."""
 
     opsets: tuple[tuple[str, int], ...] = (("", OPSET),)
+    float_convs = False  # whether an engine may run this writer's convs as float32 sums of codes
 
     def __init__(self, name: str = "qnas") -> None:
         self.name = name
+        self.inexact_convs: list[str] = []  # convs whose worst-case sum reaches FLOAT32_EXACT_LIMIT
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
@@ -187,5 +201,7 @@ class GraphWriter:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in self.opsets],
                                   producer_name="qnas")
         model.ir_version = 8
+        if self.inexact_convs:
+            helper.set_model_props(model, {INEXACT_CONVS_KEY: ",".join(self.inexact_convs)})
         onnx.checker.check_model(model)
         return model

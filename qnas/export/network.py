@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from qnas.cost.latency import Block
-from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor
+from qnas.export.graph import FLOAT32_EXACT_LIMIT, FTensor, GraphWriter, Grid, LayerParams, QTensor
 from qnas.export.qlinear import QLinearGraph
 from qnas.space import SpaceSpec, fusion_channels, mbconv_blocks, stage_resolutions
 
@@ -75,6 +75,8 @@ class _Emitter:
         cin = x.shape[1]
         cout = cin if depthwise else cout
         p = self.params(label, cout, 1 if depthwise else cin, k)
+        if self.g.float_convs and p.worst_case_sum() >= FLOAT32_EXACT_LIMIT:
+            self.g.inexact_convs.append(label)
         q = self.read(x, p.in_grid)
         groups = cin if depthwise else 1
         if to is None:

@@ -3,18 +3,21 @@
 Every quantized tensor is an int8 ``QuantizeLinear`` / ``DequantizeLinear`` pair with zero point
 0 (no uint8 anywhere), weights are int8 initializers behind a per-output-channel
 ``DequantizeLinear`` on axis 0, BatchNorm is folded into the conv, and opset 13. There is no
-integer Clip: a grid narrower than int8 (4- and 6-bit activations, the narrow-range signed grids)
-is kept exact by a float ``Clip`` to its codes in front of the ``QuantizeLinear`` (TensorRT fuses
-it as an activation; it also plays the ReLU).
+integer Clip: every ``QuantizeLinear`` reads a float ``Clip`` to its grid's codes, which keeps
+grids narrower than int8 (4- and 6-bit activations, the narrow-range signed grids) exact and
+plays the ReLU (TensorRT fuses it as an activation).
 
 The file is in the integer-codes form of ``qnas.export.codes``: every Q/DQ has unit scale, so the
 tensors between them are the integer codes themselves, and the scales are explicit: a ``Div`` by
 the activation scale in front of each Q, one per-channel ``Mul`` by ``s_in * s_w[c]`` after each
-Conv (pointwise operations TensorRT can fuse into the int8 conv's epilogue). An engine that
-runs each conv as int8 x int8 with int32 accumulation sums the codes exactly, and so does one
-that convolves dequantized floats (onnxruntime), since float32 sums integers exactly; so the
-file computes what the model computes in either. Scales inside the Q/DQ nodes would make onnxruntime sum rounded products
-``(x * s_x) * (w * s_w)``, whose rounding flips an occasional code.
+Conv. onnxruntime (default session options) convolves the dequantized codes, integers whose
+float32 sums are exact, and so reproduces the widened model bit for bit; with
+``session.disable_quant_qdq`` it folds the weight DQ and the ``Mul`` into float weights and
+loses that. TensorRT can run each conv as int8 x int8 with int32 accumulation (exact) and fuse
+the ``Mul``, ``Div`` and ``Clip`` as pointwise epilogues, whose float rounding it may reorder;
+no TensorRT engine was built to check this (no TensorRT where qnas was developed). Scales inside
+the Q/DQ nodes would make onnxruntime sum rounded products ``(x * s_x) * (w * s_w)``, which
+flipped an occasional code (99.894% argmax agreement on the default run's W8A8).
 
 What int8 cannot hold is an unsigned 8-bit grid (codes 0..255): such activations, including the
 network input, are widened to int8 as 7-bit grids on the same clip (``widen_for_int8``), which

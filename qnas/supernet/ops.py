@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
+from qnas.quant import PACTActivationQuant, PerChannelWeightQuant, act_levels
 
 __all__ = ["qconv2d", "integer_conv2d", "fold_batchnorm", "bn_params", "QConv2d", "ElasticQConv2d",
            "ElasticBatchNorm2d", "centre_crop"]
@@ -34,6 +34,7 @@ def bn_params(bn: nn.Module, channels: int) -> tuple[Tensor, Tensor, Tensor, Ten
 
 
 BIAS_CODE_LIMIT = 2.0**22  # |int32 bias| bound that keeps accumulator + bias exact in float32 (< 2^24)
+FLOAT32_EXACT_LIMIT = 2.0**24  # integers up to this size (and every partial sum below it) are exact in float32
 
 
 def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input_scale: Tensor,
@@ -72,7 +73,7 @@ def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, 
                    bn: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
     """An evaluation-mode quantized conv computed as an integer engine computes it.
 
-    Input codes times weight codes are summed exactly (integers in float32), plus the int32
+    Input codes times weight codes are summed exactly (``_exact_sum_conv``), plus the int32
     bias when BatchNorm is folded in (``fold_batchnorm``), then rescaled once by
     ``s_in * s_w[c]``; without BatchNorm a float bias is added after the rescale. Every export
     profile writes these same operations, so its output can equal this one bit for bit.
@@ -80,13 +81,34 @@ def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, 
     x_codes, input_scale = act_quant.codes(x)
     codes, scale = weight_quant.codes(weight)
     padding = weight.shape[-1] // 2
+    code_max = float(act_levels(act_quant.active_bits, act_quant.signed))
     if bn is None:
         step = (input_scale * scale.reshape(-1)).reshape(1, -1, 1, 1)
-        y = F.conv2d(x_codes, codes, None, stride, padding, 1, groups) * step
+        y = _exact_sum_conv(x_codes, codes, None, stride, padding, groups, code_max) * step
         return y if bias is None else y + bias.reshape(1, -1, 1, 1)
     codes, folded, bias_codes = fold_batchnorm(codes, scale, bias, input_scale, bn)
     step = (input_scale * folded).reshape(1, -1, 1, 1)
-    return F.conv2d(x_codes, codes, bias_codes, stride, padding, 1, groups) * step
+    return _exact_sum_conv(x_codes, codes, bias_codes, stride, padding, groups, code_max) * step
+
+
+def _exact_sum_conv(x_codes: Tensor, codes: Tensor, bias_codes: Tensor | None, stride: int, padding: int,
+                    groups: int, input_code_max: float | None = None) -> Tensor:
+    """The integer conv sum (plus integer bias), as an int32 accumulator holds it, in float32.
+
+    In float32 while no partial sum can reach 2^24 (then every one is exact); otherwise summed
+    in float64 (exact) and rounded once to float32, as an integer engine converts its int32
+    accumulator to float before rescaling. ``input_code_max`` bounds |input codes| (the input
+    quantizer's range; measured from ``x_codes`` when not given).
+    """
+    if input_code_max is None:
+        input_code_max = float(x_codes.abs().max())
+    bound = codes[0].numel() * input_code_max * float(codes.abs().max())
+    if bias_codes is not None:
+        bound += float(bias_codes.abs().max())
+    if bound < FLOAT32_EXACT_LIMIT:
+        return F.conv2d(x_codes, codes, bias_codes, stride, padding, 1, groups)
+    wide = None if bias_codes is None else bias_codes.double()
+    return F.conv2d(x_codes.double(), codes.double(), wide, stride, padding, 1, groups).float()
 
 
 def _integer_mode(conv: nn.Module) -> bool:
