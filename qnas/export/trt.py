@@ -5,7 +5,8 @@ Every quantized tensor is an int8 ``QuantizeLinear`` / ``DequantizeLinear`` pair
 ``DequantizeLinear`` on axis 0, BatchNorm is folded into the conv, and opset 13. There is no
 integer Clip: every ``QuantizeLinear`` reads a float ``Clip`` to its grid's codes, which keeps
 grids narrower than int8 (4- and 6-bit activations, the narrow-range signed grids) exact and
-plays the ReLU (TensorRT fuses it as an activation).
+plays the ReLU (TensorRT fuses it as an activation). Every Q's output feeds only DQs, as TensorRT
+pairs them: nearest Resize and Concat of codes run between a DQ and a Q.
 
 The file is in the integer-codes form of ``qnas.export.codes``: every Q/DQ has unit scale, so the
 tensors between them are the integer codes themselves, and the scales are explicit: a ``Div`` by
@@ -28,14 +29,14 @@ computes, and the accuracy this costs is measured against the model as searched.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
 from torch import nn
 
 from qnas.export.codes import IntegerCodesGraph
-from qnas.export.graph import OPSET, Grid, LayerParams, QTensor
+from qnas.export.graph import OPSET, FTensor, Grid, LayerParams, QTensor
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.quant import PACTActivationQuant
@@ -68,6 +69,20 @@ class TrtGraph(IntegerCodesGraph):
 
     def _float_codes(self, x: QTensor) -> str:
         return self._node("DequantizeLinear", [x.name, *self._unit()], "dq")
+
+    def _requantize(self, x: QTensor) -> QTensor:
+        """Codes held as float integers (in range by construction) back to int8: exact."""
+        return QTensor(self._node("QuantizeLinear", [x.name, *self._unit()], "q"), x.grid, x.shape)
+
+    def resize_nearest(self, x: QTensor | FTensor, size: Sequence[int]) -> QTensor | FTensor:
+        """Resize between a DQ and a Q (a Q's output only ever feeds a DQ, as TensorRT pairs them)."""
+        if isinstance(x, FTensor) or tuple(size) == x.shape[2:]:
+            return super().resize_nearest(x, size)
+        return self._requantize(super().resize_nearest(QTensor(self._float_codes(x), x.grid, x.shape), size))
+
+    def concat(self, xs: Sequence[QTensor]) -> QTensor:
+        """Concat between DQs and a Q, as ``resize_nearest``."""
+        return self._requantize(super().concat([QTensor(self._float_codes(x), x.grid, x.shape) for x in xs]))
 
     def _weight_codes(self, layer: LayerParams) -> str:
         return self._node("DequantizeLinear", [self._const("w", layer.codes.astype(np.int8)),

@@ -20,6 +20,7 @@ def check_trt_rules(model) -> None:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     assert all(t.data_type != TensorProto.UINT8 for t in model.graph.initializer)
     ops = {n.op_type for n in model.graph.node}
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
     assert not ops & {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "Cast"}
     for node in model.graph.node:
         if node.op_type in Q_OPS:
@@ -33,8 +34,11 @@ def check_trt_rules(model) -> None:
         if node.op_type == "Clip":
             assert all(inits[name].dtype == np.float32 for name in node.input[1:])
         if node.op_type == "Conv":
-            producers = {o: n.op_type for n in model.graph.node for o in n.output}
             assert producers[node.input[0]] == "DequantizeLinear" and producers[node.input[1]] == "DequantizeLinear"
+        if node.op_type == "QuantizeLinear":  # TensorRT pairs every Q with DQs
+            assert {n.op_type for n in model.graph.node if node.output[0] in n.input} == {"DequantizeLinear"}
+        if node.op_type == "DequantizeLinear" and node.input[0] not in inits:
+            assert producers[node.input[0]] == "QuantizeLinear"
 
 
 def test_trt_file_follows_the_rules_and_computes_exactly_what_the_widened_model_computes(trained, small_space) -> None:
