@@ -78,7 +78,7 @@ def main() -> None:
         widened = widen_for_int8(subnet).eval()
 
         def export(fmt: str, height: int = h, width: int = w, subnet=subnet, genome=policy.genome) -> onnx.ModelProto:
-            return onnx.load_from_string(export_subnet(config, subnet, genome, fmt, height, width))
+            return export_subnet(config, subnet, genome, fmt, height, width)
 
         ort_run, trt_run = backend.session(export("ort")), backend.session(export("trt"))
         qonnx_run = _qonnx_runner(export("qonnx"))

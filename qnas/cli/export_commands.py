@@ -37,13 +37,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")
 
 
-def export_policy(config, supernet, genome, fmt: str, height: int, width: int, bn: list) -> bytes:
-    """Serialized ONNX of the policy's subnet (BatchNorm recalibrated as it was evaluated)."""
+def export_policy(config, supernet, genome, fmt: str, height: int, width: int, bn: list):
+    """The ONNX model (``onnx.ModelProto``) of the policy's subnet (BatchNorm recalibrated as it was evaluated)."""
     return export_subnet(config, cut_subnet(supernet, genome, bn), genome, fmt, height, width)
 
 
-def export_subnet(config, subnet, genome, fmt: str, height: int, width: int) -> bytes:
-    """Serialized ONNX of an already cut (and BN-recalibrated) subnet; ``subnet`` is left as it is."""
+def export_subnet(config, subnet, genome, fmt: str, height: int, width: int):
+    """The ONNX model (``onnx.ModelProto``) of an already cut (and BN-recalibrated) subnet; ``subnet`` is
+    left as it is."""
     import copy
 
     import onnx
@@ -52,18 +53,18 @@ def export_subnet(config, subnet, genome, fmt: str, height: int, width: int) -> 
     if fmt == "qonnx":
         from qnas.export.qonnx import export_qonnx_model
 
-        return export_qonnx_model(subnet, config.space, genome, height, width).SerializeToString()
+        return export_qonnx_model(subnet, config.space, genome, height, width)
     if fmt == "trt":
         from qnas.export.trt import export_trt_model
 
-        return export_trt_model(subnet, config.space, genome, height, width).SerializeToString()
+        return export_trt_model(subnet, config.space, genome, height, width)
     if fmt == "ort":
         from qnas.export.latency import assert_integer, get_backend
         from qnas.export.ort import export_ort_model
 
         model = export_ort_model(subnet, config.space, genome, height, width)
         assert_integer(get_backend("ort-cpu", 1), model, "ort export")
-        return model.SerializeToString()
+        return model
     if fmt == "onnx-fp32":
         subnet = copy.deepcopy(subnet)
         subnet.set_quantization(False)
@@ -73,7 +74,7 @@ def export_subnet(config, subnet, genome, fmt: str, height: int, width: int) -> 
             path = os.path.join(tmp, "fp32.onnx")
             torch.onnx.export(subnet, (torch.zeros(1, config.space.in_channels, height, width),), path,
                               input_names=["image"], output_names=["logits"], opset_version=17, dynamo=False)
-            return onnx.load(path).SerializeToString()
+            return onnx.load(path)
     raise QnasError(f"unknown export format {fmt!r}; allowed: {list(FORMATS)}")
 
 
@@ -83,11 +84,12 @@ def _export(args: argparse.Namespace) -> int:
     height, width = resolution(args, config)
     setup_torch(config)
     supernet, _ = load_trained(config, args.checkpoint)
-    data = export_policy(config, supernet, policy.genome, args.format, height, width,
-                         bn_images(config, train_dataset(config)))
+    model = export_policy(config, supernet, policy.genome, args.format, height, width,
+                          bn_images(config, train_dataset(config)))
+    data = model.SerializeToString()
     atomic_write_bytes(Path(args.out), data)
     print(f"wrote {args.out} ({args.format}, {policy.name}, {height}x{width}, {len(data) / 1e6:.2f} MB)")
-    inexact = inexact_convs(data)
+    inexact = inexact_convs(model)
     if inexact:
         shown = ", ".join(inexact[:4]) + (f" and {len(inexact) - 4} more" if len(inexact) > 4 else "")
         print(f"note: {shown}: worst-case integer sums reach 2^24; exact on an integer engine, but an engine "
@@ -95,13 +97,11 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def inexact_convs(data: bytes) -> list[str]:
-    """The convs an exported file lists as possibly rounded by float32 execution (see qnas.export.codes)."""
-    import onnx
-
+def inexact_convs(model) -> list[str]:
+    """The convs an exported model lists as possibly rounded by float32 execution (see qnas.export.codes)."""
     from qnas.export.graph import INEXACT_CONVS_KEY
 
-    props = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    props = {p.key: p.value for p in model.metadata_props}
     return [label for label in props.get(INEXACT_CONVS_KEY, "").split(",") if label]
 
 

@@ -122,15 +122,15 @@ def _run(args: argparse.Namespace) -> int:
 def _policy_summary(config, genome) -> str:
     """The searched network in a few lines: architecture per stage and where its MACs run at which bits."""
     from collections import Counter
+    from itertools import groupby
 
-    from qnas.space import conv_layers
+    from qnas.space import conv_layers, mbconv_blocks
 
     spec = config.space
     stages = []
-    for s in range(1, len(spec.stage_channels) + 1):
-        depth = genome[f"s{s}.depth"]
-        blocks = ", ".join(f"k{genome[f's{s}.b{b}.k']} e{genome[f's{s}.b{b}.e']}" for b in range(depth))
-        stages.append(f"stage {s}: depth {depth} ({blocks})")
+    for s, stage in groupby(mbconv_blocks(spec, genome), key=lambda b: b.stage):
+        blocks = [f"k{b.kernel} e{b.expand}" for b in stage]
+        stages.append(f"stage {s}: depth {len(blocks)} ({', '.join(blocks)})")
     layers = conv_layers(spec, genome, config.deploy.height, config.deploy.width)
     macs = Counter()
     for layer in layers:

@@ -310,17 +310,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _measured_latency(config: Config, run: Path, policy: Policy, table: LatencyTable) -> float:
-    import onnx
-
     from qnas.cli.export_commands import export_policy
     from qnas.export.latency import get_backend
 
     supernet, _ = load_trained(config, run)
     h, w = table.resolution
-    data = export_policy(config, supernet, policy.genome, "ort", h, w, bn_images(config, train_dataset(config)))
+    model = export_policy(config, supernet, policy.genome, "ort", h, w, bn_images(config, train_dataset(config)))
     backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
     method = table.method or {}
-    return backend.measure(onnx.load_from_string(data), int(method.get("warmup", 5)),
+    return backend.measure(model, int(method.get("warmup", 5)),
                            int(method.get("repeats", 30))).median_ms
 
 

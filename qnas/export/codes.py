@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
+from qnas.export.graph import FLOAT32_EXACT_LIMIT, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
 
 __all__ = ["IntegerCodesGraph"]
 
 
 class IntegerCodesGraph(GraphWriter):
     """Division by the scale, codes, integer conv, one rescale; subclasses say how codes are held."""
-
-    float_convs = True
 
     # -- what a subclass provides ----------------------------------------------------------------
     def _codes(self, scaled: str, grid: Grid) -> str:
@@ -52,15 +50,15 @@ class IntegerCodesGraph(GraphWriter):
                                   "real"), x.shape)
 
     def _conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, bias: np.ndarray | None) -> str:
-        if not isinstance(x, QTensor):
-            raise TypeError("a conv reads integer codes; quantize its float input first")
-        k = layer.codes.shape[-1]
+        _, k = self._conv_inputs(x, layer)
+        if layer.worst_case_sum() >= FLOAT32_EXACT_LIMIT:
+            self.inexact_convs.append(layer.label)
         inputs = [self._float_codes(x), self._weight_codes(layer)]
         if bias is not None:
             inputs.append(self._const("b_codes", bias.astype(np.float32)))
         acc = self._node("Conv", inputs, "acc", kernel_shape=[k, k], strides=[stride, stride],
                          pads=[k // 2] * 4, group=groups)
-        return self._node("Mul", [acc, self._const("step", self._channel(layer.accumulator_step()))], "conv")
+        return self._rescaled(acc, layer)
 
     def conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, out: Grid) -> QTensor:
         """Integer conv with the int32 bias inside the sum, rescaled, then quantized onto ``out``."""
@@ -69,9 +67,5 @@ class IntegerCodesGraph(GraphWriter):
 
     def conv_to_float(self, x: QTensor, layer: LayerParams, stride: int, groups: int, relu: bool) -> FTensor:
         """Integer conv rescaled to float, then the float bias (and ReLU): the classifier's logits."""
-        y = self._conv(x, layer, stride, groups, None)
-        if layer.bias is not None:
-            y = self._node("Add", [y, self._const("bias", self._channel(layer.bias))], "biased")
-        if relu:
-            y = self._node("Relu", [y], "relu")
+        y = self._float_tail(self._conv(x, layer, stride, groups, None), layer, relu)
         return FTensor(y, conv_out_shape(x, layer.codes.shape[0], layer.codes.shape[-1], stride))

@@ -96,6 +96,7 @@ class LayerParams:
     in_grid: Grid  # the grid this conv quantizes its input onto
     out_grid: Grid | None = None  # the conv's own 8-bit output quantizer, if the model has one
     weight_bits: int = 8  # the bit width the codes were quantized at
+    label: str = ""  # the conv's genome label
 
     def accumulator_step(self) -> np.ndarray:
         """float32 [O]: ``s_in * s_w[c]``, the value of one unit of the integer accumulator."""
@@ -128,11 +129,10 @@ class GraphWriter:
     """Node and initializer bookkeeping plus the operators every profile writes the same way."""
 
     opsets: tuple[tuple[str, int], ...] = (("", OPSET),)
-    float_convs = False  # whether an engine may run this writer's convs as float32 sums of codes
 
     def __init__(self, name: str = "qnas") -> None:
         self.name = name
-        self.inexact_convs: list[str] = []  # convs whose worst-case sum reaches FLOAT32_EXACT_LIMIT
+        self.inexact_convs: list[str] = []  # convs whose float32 sums may round (IntegerCodesGraph)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
@@ -158,6 +158,23 @@ class GraphWriter:
     def _channel(values: np.ndarray) -> np.ndarray:
         """A per-channel [C] vector as a float32 [1, C, 1, 1] constant."""
         return np.asarray(values, np.float32).reshape(1, -1, 1, 1)
+
+    @staticmethod
+    def _conv_inputs(x: QTensor, layer: LayerParams) -> tuple[int, int]:
+        """(out channels, kernel) of a conv reading ``x``, which must be codes."""
+        if not isinstance(x, QTensor):
+            raise TypeError("a conv reads integer codes; quantize its float input first")
+        return layer.codes.shape[0], layer.codes.shape[-1]
+
+    def _rescaled(self, acc: str, layer: LayerParams) -> str:
+        """The accumulator times ``s_in * s_w[c]``: real values."""
+        return self._node("Mul", [acc, self._const("step", self._channel(layer.accumulator_step()))], "conv")
+
+    def _float_tail(self, y: str, layer: LayerParams, relu: bool) -> str:
+        """The float bias (and ReLU) after the rescale of a conv with no output grid: the logits."""
+        if layer.bias is not None:
+            y = self._node("Add", [y, self._const("bias", self._channel(layer.bias))], "biased")
+        return self._node("Relu", [y], "relu") if relu else y
 
     # -- graph ends -----------------------------------------------------------------------------
     def input(self, name: str, shape: Sequence[int]) -> FTensor:

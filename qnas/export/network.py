@@ -11,6 +11,8 @@ add or several readers; as exact float logits for the classifier. See ``qnas.exp
 
 from __future__ import annotations
 
+from itertools import groupby
+
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
@@ -18,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from qnas.cost.latency import Block
-from qnas.export.graph import FLOAT32_EXACT_LIMIT, FTensor, GraphWriter, Grid, LayerParams, QTensor
+from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor
 from qnas.export.qlinear import QLinearGraph
 from qnas.space import SpaceSpec, fusion_channels, mbconv_blocks, stage_resolutions
 
@@ -45,7 +47,7 @@ class RandomLayers:
             out = Grid.symmetric(0.05)
         elif label == "stem.ds2.pw":
             out = Grid.unsigned(0.03)
-        return LayerParams(codes, scale, bias, Grid.unsigned(0.03), out)
+        return LayerParams(codes, scale, bias, Grid.unsigned(0.03), out, label=label)
 
 
 class _Emitter:
@@ -75,8 +77,6 @@ class _Emitter:
         cin = x.shape[1]
         cout = cin if depthwise else cout
         p = self.params(label, cout, 1 if depthwise else cin, k)
-        if self.g.float_convs and p.worst_case_sum() >= FLOAT32_EXACT_LIMIT:
-            self.g.inexact_convs.append(label)
         q = self.read(x, p.in_grid)
         groups = cin if depthwise else 1
         if to is None:
@@ -141,9 +141,8 @@ def network_graph(spec: SpaceSpec, genome: Mapping[str, int], height: int, width
     e = _Emitter(g, src, spec)
     stem = emit_stem(e, g.input("image", (1, spec.in_channels, height, width)))
     h, outs = stem, []
-    blocks = mbconv_blocks(spec, genome)
-    for s in range(1, spec.num_stages + 1):
-        for block in (b for b in blocks if b.stage == s):
+    for _, stage in groupby(mbconv_blocks(spec, genome), key=lambda b: b.stage):  # every stage has depth >= 1
+        for block in stage:
             h = emit_mbconv(e, h, block.label, block.cout, block.stride, block.kernel, block.expand)
         outs.append(h)
     g.output(emit_head(e, outs, emit_highres(e, stem), (height, width)), "logits")

@@ -80,7 +80,7 @@ class FrozenLayers:
         if codes.shape != (cout, cin_per_group, k, k):
             raise ValueError(f"{label}: weight {codes.shape}, the architecture says {(cout, cin_per_group, k, k)}")
         return LayerParams(codes, scale, bias, activation_grid(conv.act_quant),
-                           None if out is None else activation_grid(out), conv.weight_quant.active_bits)
+                           None if out is None else activation_grid(out), conv.weight_quant.active_bits, label)
 
 
 def check_exportable(model: SegNet) -> None:

@@ -37,10 +37,8 @@ class QLinearGraph(GraphWriter):
         """An integer Clip to the grid's codes (sub-8-bit or narrow grids); the tensor stays uint8."""
         if not x.grid.clipped:
             return x
-        out = self._name("clip")
-        self.nodes.append(helper.make_node("Clip", [x.name, self._const("lo", np.array(x.grid.lo, np.uint8)),
-                                                    self._const("hi", np.array(x.grid.hi, np.uint8))], [out]))
-        return QTensor(out, x.grid, x.shape)
+        lo, hi = self._const("lo", np.array(x.grid.lo, np.uint8)), self._const("hi", np.array(x.grid.hi, np.uint8))
+        return QTensor(self._node("Clip", [x.name, lo, hi], "clip"), x.grid, x.shape)
 
     def quantized_input(self, name: str, shape: Sequence[int], grid: Grid) -> QTensor:
         """An input that is already uint8 codes on ``grid`` (for measuring one block alone)."""
@@ -57,57 +55,31 @@ class QLinearGraph(GraphWriter):
     # -- operators ------------------------------------------------------------------------------
     def quantize(self, x: FTensor, grid: Grid) -> QTensor:
         """QuantizeLinear (round half to even, saturate) then the grid's integer Clip."""
-        name = self._name("q")
-        self.nodes.append(helper.make_node("QuantizeLinear", [x.name, *self._grid_consts(grid)], [name]))
-        return self._clip(QTensor(name, grid, x.shape))
-
-    @staticmethod
-    def _conv_inputs(x: QTensor, codes: np.ndarray) -> tuple[int, int]:
-        if not isinstance(x, QTensor):
-            raise TypeError("a conv reads integer codes; quantize its float input first")
-        return codes.shape[0], codes.shape[-1]
+        return self._clip(QTensor(self._node("QuantizeLinear", [x.name, *self._grid_consts(grid)], "q"), grid, x.shape))
 
     def conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, out: Grid) -> QTensor:
         """``QLinearConv`` with 'same' padding onto grid ``out``: int8 weight codes [O, I/g, k, k],
         per-channel scale [O], the bias as int32 on the accumulator grid (s_in * s_w)."""
-        cout, k = self._conv_inputs(x, layer.codes)
+        cout, k = self._conv_inputs(x, layer)
         w_scale = np.asarray(layer.scale, dtype=np.float32).reshape(cout)
         inputs = [x.name, *self._grid_consts(x.grid), self._const("w", layer.codes.astype(np.int8)),
                   self._const("w_scale", w_scale), self._const("w_zp", np.zeros(cout, np.int8)),
                   *self._grid_consts(out)]
         if layer.bias is not None:
             inputs.append(self._const("b", layer.bias_codes().astype(np.int32)))
-        name = self._name("qconv")
-        self.nodes.append(helper.make_node("QLinearConv", inputs, [name], kernel_shape=[k, k],
-                                           strides=[stride, stride], pads=[k // 2] * 4, group=groups))
+        name = self._node("QLinearConv", inputs, "qconv", kernel_shape=[k, k], strides=[stride, stride],
+                          pads=[k // 2] * 4, group=groups)
         return self._clip(QTensor(name, out, conv_out_shape(x, cout, k, stride)))
 
     def conv_to_float(self, x: QTensor, layer: LayerParams, stride: int, groups: int, relu: bool) -> FTensor:
         """``ConvInteger`` (exact int32 sums), then ``acc * s_in * s_w[c] + bias`` in float (and ReLU)."""
-        codes, bias = layer.codes, layer.bias
-        cout, k = self._conv_inputs(x, codes)
-        acc = self._name("acc")
-        self.nodes.append(helper.make_node(
-            "ConvInteger", [x.name, self._const("w", codes.astype(np.int8)),
-                            self._const("x_zp", np.array(x.grid.zero_point, np.uint8))], [acc],
-            kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups))
-        as_float = self._name("acc_f")
-        self.nodes.append(helper.make_node("Cast", [acc], [as_float], to=TensorProto.FLOAT))
-        out = self._name("conv")
-        self.nodes.append(helper.make_node("Mul", [as_float, self._const("rescale", self._channel(layer.accumulator_step()))],
-                                           [out]))
-        if bias is not None:
-            biased = self._name("conv_b")
-            b = np.asarray(bias, np.float32).reshape(1, cout, 1, 1)
-            self.nodes.append(helper.make_node("Add", [out, self._const("bias", b)], [biased]))
-            out = biased
-        if relu:
-            rectified = self._name("relu")
-            self.nodes.append(helper.make_node("Relu", [out], [rectified]))
-            out = rectified
-        return FTensor(out, conv_out_shape(x, cout, k, stride))
+        cout, k = self._conv_inputs(x, layer)
+        acc = self._node("ConvInteger", [x.name, self._const("w", layer.codes.astype(np.int8)),
+                                         self._const("x_zp", np.array(x.grid.zero_point, np.uint8))], "acc",
+                         kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups)
+        as_float = self._node("Cast", [acc], "acc_f", to=TensorProto.FLOAT)
+        y = self._float_tail(self._rescaled(as_float, layer), layer, relu)
+        return FTensor(y, conv_out_shape(x, cout, k, stride))
 
     def dequantize(self, x: QTensor) -> FTensor:
-        name = self._name("dq")
-        self.nodes.append(helper.make_node("DequantizeLinear", [x.name, *self._grid_consts(x.grid)], [name]))
-        return FTensor(name, x.shape)
+        return FTensor(self._node("DequantizeLinear", [x.name, *self._grid_consts(x.grid)], "dq"), x.shape)

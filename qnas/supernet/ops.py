@@ -81,30 +81,26 @@ def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, 
     x_codes, input_scale = act_quant.codes(x)
     codes, scale = weight_quant.codes(weight)
     padding = weight.shape[-1] // 2
-    code_max = float(act_levels(act_quant.active_bits, act_quant.signed))
+    # the largest |sum| the quantizers' ranges allow: known without reading a tensor
+    products = codes[0].numel() * act_levels(act_quant.active_bits, act_quant.signed) * act_levels(
+        weight_quant.active_bits, signed=True)
     if bn is None:
         step = (input_scale * scale.reshape(-1)).reshape(1, -1, 1, 1)
-        y = _exact_sum_conv(x_codes, codes, None, stride, padding, groups, code_max) * step
+        y = _exact_sum_conv(x_codes, codes, None, stride, padding, groups, products) * step
         return y if bias is None else y + bias.reshape(1, -1, 1, 1)
     codes, folded, bias_codes = fold_batchnorm(codes, scale, bias, input_scale, bn)
     step = (input_scale * folded).reshape(1, -1, 1, 1)
-    return _exact_sum_conv(x_codes, codes, bias_codes, stride, padding, groups, code_max) * step
+    return _exact_sum_conv(x_codes, codes, bias_codes, stride, padding, groups, products + BIAS_CODE_LIMIT) * step
 
 
 def _exact_sum_conv(x_codes: Tensor, codes: Tensor, bias_codes: Tensor | None, stride: int, padding: int,
-                    groups: int, input_code_max: float | None = None) -> Tensor:
+                    groups: int, bound: float) -> Tensor:
     """The integer conv sum (plus integer bias), as an int32 accumulator holds it, in float32.
 
-    In float32 while no partial sum can reach 2^24 (then every one is exact); otherwise summed
-    in float64 (exact) and rounded once to float32, as an integer engine converts its int32
-    accumulator to float before rescaling. ``input_code_max`` bounds |input codes| (the input
-    quantizer's range; measured from ``x_codes`` when not given).
+    ``bound`` caps every |partial sum|. Below 2^24 float32 sums are exact; otherwise the sum is
+    taken in float64 (exact) and rounded once to float32, as an integer engine converts its
+    int32 accumulator to float before rescaling.
     """
-    if input_code_max is None:
-        input_code_max = float(x_codes.abs().max())
-    bound = codes[0].numel() * input_code_max * float(codes.abs().max())
-    if bias_codes is not None:
-        bound += float(bias_codes.abs().max())
     if bound < FLOAT32_EXACT_LIMIT:
         return F.conv2d(x_codes, codes, bias_codes, stride, padding, 1, groups)
     wide = None if bias_codes is None else bias_codes.double()

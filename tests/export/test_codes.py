@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from qnas.cli.export_commands import inexact_convs
 from qnas.config import load_config
@@ -27,7 +28,7 @@ def test_wide_layers_are_listed_in_the_file_and_by_the_cli() -> None:
     wide = SearchSpace(load_config("configs/cityscapes.yaml").space)
     graph = network_graph(wide.spec, wide.largest(), 64, 128, RandomLayers(0), QonnxGraph)
     assert graph.inexact_convs and all(label.endswith(".pw2") for label in graph.inexact_convs)
-    assert inexact_convs(graph.model().SerializeToString()) == graph.inexact_convs
+    assert inexact_convs(onnx.load_from_string(graph.model().SerializeToString())) == graph.inexact_convs
     # an integer engine's file has no such convs; nor does the default space's network
     assert not network_graph(wide.spec, wide.largest(), 64, 128, RandomLayers(0), QLinearGraph).inexact_convs
     small = SearchSpace(load_config("configs/digits.yaml").space)

@@ -9,7 +9,8 @@ from onnx import TensorProto
 from qnas.export.latency import FLOAT_CONV_OPS, get_backend
 from qnas.export.ort import export_ort_model, fold_batchnorm
 from qnas.space import SearchSpace
-from qnas.supernet import ConvBNAct, freeze, recalibrate_bn
+from qnas.supernet import ConvBNAct
+from qnas.train import cut_subnet
 from tests.export.conftest import check_codes, codes_at_every_conv, export_genomes
 
 
@@ -22,9 +23,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
     agree = total = 0
     worst = 0.0
     for genome in export_genomes(small_space):
-        subnet = freeze(supernet, genome)
-        recalibrate_bn(subnet, images)
-        subnet.eval()
+        subnet = cut_subnet(supernet, genome, images)
         model = export_ort_model(subnet, small_space.spec, genome, 48, 48)
         code_tensors = [n.input[0] for n in model.graph.node if n.op_type in ("QLinearConv", "ConvInteger")]
         for i in range(len(val)):
@@ -43,9 +42,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
 
 def test_batchnorm_folding_keeps_codes_and_folds_scales(trained, small_space: SearchSpace) -> None:
     supernet, images, _ = trained
-    subnet = freeze(supernet, small_space.largest())
-    recalibrate_bn(subnet, images)
-    subnet.eval()
+    subnet = cut_subnet(supernet, small_space.largest(), images)
     for block in (m for m in subnet.modules() if isinstance(m, ConvBNAct)):
         block.bn.weight.data[0] = -abs(float(block.bn.weight.data[0]))  # a negative gamma flips codes
         codes, scale = block.conv.weight_quant.codes(block.conv.weight)

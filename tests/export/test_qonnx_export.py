@@ -13,7 +13,8 @@ from qonnx.util.inference_cost import inference_cost
 from qnas.cost import genome_cost
 from qnas.export.qonnx import export_qonnx_model
 from qnas.space import SearchSpace
-from qnas.supernet import freeze, recalibrate_bn
+from qnas.supernet import freeze
+from qnas.train import cut_subnet
 from tests.export.conftest import export_genomes
 
 
@@ -26,9 +27,7 @@ def _run_qonnx(model, x: np.ndarray) -> np.ndarray:
 def test_qonnx_file_equals_the_frozen_model(trained, small_space: SearchSpace, index: int) -> None:
     supernet, images, val = trained
     genome = export_genomes(small_space)[index]
-    subnet = freeze(supernet, genome)
-    recalibrate_bn(subnet, images)
-    subnet.eval()
+    subnet = cut_subnet(supernet, genome, images)
     x = val[index][0][None]
     with torch.no_grad():
         ref = subnet(x).numpy()

@@ -8,7 +8,7 @@ from onnx import TensorProto, numpy_helper
 
 from qnas.export.trt import TRT_OPSET, export_trt_model, widen_for_int8
 from qnas.quant import PACTActivationQuant
-from qnas.supernet import freeze, recalibrate_bn
+from qnas.train import cut_subnet
 from tests.export.conftest import codes_at_every_conv, export_genomes
 
 Q_OPS = {"QuantizeLinear", "DequantizeLinear"}
@@ -46,9 +46,7 @@ def test_trt_file_follows_the_rules_and_computes_exactly_what_the_widened_model_
     widened frozen model: identical (unit-scale Q/DQ makes every Conv sum integers)."""
     supernet, images, val = trained
     for genome in export_genomes(small_space):
-        subnet = freeze(supernet, genome)
-        recalibrate_bn(subnet, images)
-        subnet.eval()
+        subnet = cut_subnet(supernet, genome, images)
         model = export_trt_model(subnet, small_space.spec, genome, 48, 48)
         check_trt_rules(model)
         widened = widen_for_int8(subnet).eval()
@@ -73,8 +71,7 @@ def test_tensorrt_builds_an_int8_engine_from_the_file(trained, small_space) -> N
     trt = pytest.importorskip("tensorrt")
     supernet, images, _ = trained
     genome = export_genomes(small_space)[3]
-    subnet = freeze(supernet, genome)
-    recalibrate_bn(subnet, images)
+    subnet = cut_subnet(supernet, genome, images)
     model = export_trt_model(subnet, small_space.spec, genome, 48, 48)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

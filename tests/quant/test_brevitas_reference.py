@@ -22,7 +22,7 @@ from qnas.quant import act_codes, max_clip, pact_quantize, weight_codes, weight_
 class _ScaleAsGiven(nn.Module):
     """brevitas divides scaling_init by this; 1 passes our scale through untouched."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # brevitas' dependency injection needs an explicit, argument-free __init__
         super().__init__()
 
     def forward(self, bit_width: torch.Tensor, signed: bool | None = None) -> torch.Tensor:

@@ -40,8 +40,8 @@ def test_integer_sums_beyond_float32_are_exact_then_rounded_once() -> None:
         return total if bias is None else total + bias.numpy().astype(np.int64).reshape(1, -1, 1, 1)
 
     assert np.abs(exact(x, w, bias)).max() > 2**24
-    got = _exact_sum_conv(x, w, bias, 1, 0, 1)
+    got = _exact_sum_conv(x, w, bias, 1, 0, 1, bound=1152 * 255 * 127 + float(bias.max()))
     assert got.dtype == torch.float32
     assert np.array_equal(got.numpy(), exact(x, w, bias).astype(np.float32))  # one rounding of the exact sum
-    small = _exact_sum_conv(x[:, :64], w[:, :64], None, 1, 0, 1)
+    small = _exact_sum_conv(x[:, :64], w[:, :64], None, 1, 0, 1, bound=64 * 255 * 127)
     assert small.dtype == torch.float32 and np.array_equal(small.numpy(), exact(x[:, :64], w[:, :64], None))
