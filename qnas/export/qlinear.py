@@ -1,7 +1,7 @@
 """A small writer for ONNX graphs whose every conv is an integer kernel in onnxruntime.
 
 A conv whose output goes to exactly one other conv is a ``QLinearConv`` (uint8 activations,
-int8 per-channel weights, int32 bias) that writes its result straight onto the consumer's
+per-channel weights, int32 bias) that writes its result straight onto the consumer's
 input grid (plus an integer Clip for grids narrower than 8 bits). A conv whose output is needed
 as a real number (a residual operand, a tensor several convs read at different grids) has an
 8-bit output quantizer in the model: it is a ``QLinearConv`` onto that grid, dequantized, and
@@ -23,7 +23,20 @@ from onnx import TensorProto, helper
 
 from qnas.export.graph import OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
 
-__all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET"]
+__all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights"]
+
+
+# u8 x s8 products are summed in pairs into int16 by x86 CPUs without VNNI (onnxruntime's AVX2 kernels use
+# vpmaddubsw, which saturates at 32767); two products of a code above 129 and a weight of 127 overflow.
+INT16_PAIR_LIMIT = 32767
+
+
+def unsigned_weights(grid: Grid, codes: np.ndarray) -> bool:
+    """Whether a QLinearConv must hold its weights as uint8 (zero point 128) to be exact everywhere:
+    true when two products of the input's largest raw uint8 code and the largest weight code can
+    overflow an int16 pair sum. onnxruntime then sums u8 x u8 products in int32 (exact on every CPU)."""
+    largest = int(np.abs(codes.astype(np.int64)).max(initial=0))
+    return 2 * grid.hi * largest > INT16_PAIR_LIMIT
 
 
 class QLinearGraph(GraphWriter):
@@ -58,13 +71,18 @@ class QLinearGraph(GraphWriter):
         return self._clip(QTensor(self._node("QuantizeLinear", [x.name, *self._grid_consts(grid)], "q"), grid, x.shape))
 
     def conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, out: Grid) -> QTensor:
-        """``QLinearConv`` with 'same' padding onto grid ``out``: int8 weight codes [O, I/g, k, k],
-        per-channel scale [O], the bias as int32 on the accumulator grid (s_in * s_w)."""
+        """``QLinearConv`` with 'same' padding onto grid ``out``: weight codes [O, I/g, k, k] as int8, or
+        as uint8 with zero point 128 where int8 could saturate (``unsigned_weights``), per-channel
+        scale [O], the bias as int32 on the accumulator grid (s_in * s_w)."""
         cout, k = self._conv_inputs(x, layer)
         w_scale = np.asarray(layer.scale, dtype=np.float32).reshape(cout)
-        inputs = [x.name, *self._grid_consts(x.grid), self._const("w", layer.codes.astype(np.int8)),
-                  self._const("w_scale", w_scale), self._const("w_zp", np.zeros(cout, np.int8)),
-                  *self._grid_consts(out)]
+        if unsigned_weights(x.grid, layer.codes):
+            weights = (layer.codes.astype(np.int16) + 128).astype(np.uint8)
+            w_zp = np.full(cout, 128, np.uint8)
+        else:
+            weights, w_zp = layer.codes.astype(np.int8), np.zeros(cout, np.int8)
+        inputs = [x.name, *self._grid_consts(x.grid), self._const("w", weights),
+                  self._const("w_scale", w_scale), self._const("w_zp", w_zp), *self._grid_consts(out)]
         if layer.bias is not None:
             inputs.append(self._const("b", layer.bias_codes().astype(np.int32)))
         name = self._node("QLinearConv", inputs, "qconv", kernel_shape=[k, k], strides=[stride, stride],

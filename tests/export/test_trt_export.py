@@ -56,7 +56,7 @@ def test_trt_file_follows_the_rules_and_computes_exactly_what_the_widened_model_
         code_tensors = [producers[n.input[0]].input[0] for n in model.graph.node if n.op_type == "Conv"]
         for i in range(len(val)):
             pairs, ref, out = codes_at_every_conv(widened, model, val[i][0][None], code_tensors, TensorProto.INT8, 0)
-            for label, torch_codes, file_codes in pairs:
+            for label, torch_codes, file_codes, _ in pairs:
                 np.testing.assert_array_equal(file_codes, torch_codes, err_msg=label)
             np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
             assert np.array_equal(out.argmax(1), ref.argmax(1))
