@@ -20,13 +20,12 @@ import numpy as np
 import onnx
 import torch
 
-from qnas.cli.export_commands import export_subnet
-from qnas.cli.runs import bn_images, load_trained, train_dataset, val_loader
 from qnas.config import load_config
-from qnas.data import ConfusionMeter
+from qnas.data import ConfusionMeter, make_loader
 from qnas.export.latency import get_backend
 from qnas.export.trt import widen_for_int8
-from qnas.space import SearchSpace, read_policy
+from qnas.pipeline import Context, export_model, load_trained
+from qnas.space import read_policy
 from qnas.train import cut_subnet
 
 
@@ -62,10 +61,10 @@ def main() -> None:
     parser.add_argument("policies", nargs="+")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = load_config(args.config)
-    space = SearchSpace(config.space)
+    ctx = Context(load_config(args.config))
+    config, space = ctx.config, ctx.space
     supernet, _ = load_trained(config, args.checkpoint)
-    bn = bn_images(config, train_dataset(config))
+    bn = ctx.bn_images
     h, w = config.data.eval_size
     classes = config.space.num_classes
     backend = get_backend("ort-cpu", args.threads)
@@ -77,15 +76,15 @@ def main() -> None:
         subnet = cut_subnet(supernet, policy.genome, bn)
         widened = widen_for_int8(subnet).eval()
 
-        def export(fmt: str, height: int = h, width: int = w, subnet=subnet, genome=policy.genome) -> onnx.ModelProto:
-            return export_subnet(config, subnet, genome, fmt, height, width)
+        def export(fmt: str, height: int = h, width: int = w, subnet=subnet) -> onnx.ModelProto:
+            return export_model(subnet, fmt, height, width)
 
         ort_run, trt_run = backend.session(export("ort")), backend.session(export("trt"))
         qonnx_run = _qonnx_runner(export("qonnx"))
         ref_meter, wide_meter = ConfusionMeter(classes), ConfusionMeter(classes)
         files = {name: Agreement(classes) for name in ("ort", "trt", "qonnx")}
         qonnx_ref = ConfusionMeter(classes)
-        for i, (images, labels) in enumerate(val_loader(config, batch_size=1)):
+        for i, (images, labels) in enumerate(make_loader(ctx.loader("val").dataset, 1, shuffle=False, seed=0)):
             with torch.no_grad():
                 ref, wide = subnet(images).numpy(), widened(images).numpy()
             ref_meter.update(torch.from_numpy(ref.argmax(1)), labels)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qnas.cli.runs import bn_images, load_trained, train_dataset, val_loader
 from qnas.config import load_config
-from qnas.space import SearchSpace, read_policy
+from qnas.pipeline import Context, load_trained
+from qnas.space import read_policy
 from qnas.train import evaluate_subnet
 
 
@@ -35,15 +35,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(args.config)
-    space = SearchSpace(config.space)
-    supernet, _ = load_trained(config, args.supernet)
-    bn = bn_images(config, train_dataset(config))
-    loader = val_loader(config)
-    spec = config.space
+    ctx = Context(load_config(args.config))
+    space, spec = ctx.space, ctx.spec
+    supernet, _ = load_trained(ctx.config, args.supernet)
+    loader = ctx.loader("val")
 
     def miou(genome) -> float:
-        return evaluate_subnet(supernet, genome, bn, loader, spec.num_classes)["miou"]
+        return evaluate_subnet(supernet, genome, ctx.bn_images, loader, spec.num_classes)["miou"]
 
     tic = time.perf_counter()
     rows: dict[str, float] = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 THESIS = [  # Cityscapes val, thesis Table 4-4
@@ -29,7 +28,8 @@ HALF_BUDGET = 0.56  # the thesis's "about half" point: 240 / 432
 
 
 def _rerun(args: argparse.Namespace) -> Path:
-    from qnas.cli.main import main as qnas
+    from qnas.config import load_config
+    from qnas.pipeline import Context, compare
 
     if args.run:
         run = Path(args.run)
@@ -37,12 +37,8 @@ def _rerun(args: argparse.Namespace) -> Path:
         policies = args.policies or [str(run / "search" / "best.yaml")]
     else:
         supernet, lut, out, policies = Path(args.supernet), args.lut and Path(args.lut), Path(args.out), args.policies
-    argv = ["compare", "--config", args.config, "--supernet", str(supernet), "--out", str(out), "--quiet"]
-    if lut:
-        argv += ["--lut", str(lut)]
-    code = qnas(argv + list(policies))
-    if code:
-        sys.exit(code)
+    ctx = Context(load_config(args.config))
+    compare(ctx, out, [ctx.policy(p) for p in policies], supernet_run=supernet, lut=lut or None)
     return out / "compare.csv"
 
 

@@ -41,8 +41,8 @@ import numpy as np
 import pytest
 import torch
 
-from qnas.cli.runs import bn_images, new_supernet, train_dataset, val_loader
 from qnas.config import load_config
+from qnas.pipeline import Context, new_supernet
 from qnas.cost import genome_cost
 from qnas.cost.latency import LatencyTable, network_blocks
 from qnas.export.latency import build_table, get_backend, measure_network
@@ -101,19 +101,20 @@ def test_supernet_train_step(benchmark, config, genome, tmp_path):
     h, w = TRAIN_HW
     images = torch.rand(BATCH_SIZE, 3, h, w)
     labels = torch.randint(0, config.space.num_classes, (BATCH_SIZE, h, w))
-    # The trainer is given no real dataset: only its step is used, which writes no checkpoint.
-    trainer = Trainer(supernet, [stage], config.train, dataset=[], seed=0,
+    # Only the trainer's step is used, which writes no checkpoint.
+    trainer = Trainer(supernet, [stage], config.train, dataset=Context(config).train_dataset, seed=0,
                       checkpoint_path=tmp_path / "unused.pt")
     supernet.set_quantization(True)
-    before = {k: v.clone() for k, v in supernet.classifier.state_dict().items()}
+    classifier = supernet.unit("classifier")
+    before = {k: v.clone() for k, v in classifier.state_dict().items()}
 
     def step() -> float:
-        # Trainer._step: set LR, set the genome, forward_train, CE + aux losses, backward, Adam step.
-        return trainer._step(stage, images, labels, stage.lr)
+        # Trainer.step: set LR, set the genome, forward_train, CE + aux losses, backward, Adam step.
+        return trainer.step(stage, images, labels, stage.lr)
 
     loss = benchmark.pedantic(step, rounds=8, iterations=1, warmup_rounds=1)
     assert math.isfinite(loss) and loss > 0
-    after = supernet.classifier.state_dict()
+    after = classifier.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
     benchmark.extra_info["loss"] = loss
 
@@ -122,8 +123,9 @@ def test_supernet_train_step(benchmark, config, genome, tmp_path):
 @pytest.fixture(scope="module")
 def eval_data(config):
     """(BN batches from training scenes, loader over validation scenes), built once."""
-    calib = bn_images(config, train_dataset(config))
-    loader = val_loader(config, batch_size=BATCH_SIZE)
+    ctx = Context(config)
+    calib = ctx.bn_images
+    loader = ctx.loader("val", batch_size=BATCH_SIZE)
     assert len(calib) == BN_BATCHES and len(loader.dataset) == VAL_SCENES
     return calib, loader
 

@@ -1,16 +1,17 @@
-"""What every subcommand shares: its description record, the --config option, the config loader."""
+"""What every subcommand shares: its description record, the --config option, the context it builds."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from qnas.config import Config, load_config
+from qnas.config import load_config
 from qnas.errors import QnasError
-from qnas.space import SearchSpace
+from qnas.pipeline import Context
 
-__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "load", "resolution", "print_metric_table"]
+__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "context", "resolution", "print_metric_table"]
 
 DEFAULT_CONFIG = "configs/digits.yaml"
 
@@ -34,15 +35,18 @@ def config_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"experiment config YAML (default: {DEFAULT_CONFIG}, the embedded DigitScenes)")
 
 
-def load(args: argparse.Namespace) -> tuple[Config, SearchSpace]:
+def context(args: argparse.Namespace) -> Context:
+    """The pipeline context of ``--config``: named policies are looked up in ./policies, then in the
+    policies/ folder beside the config's folder (the repository's)."""
     config = load_config(args.config)
-    return config, SearchSpace(config.space)
+    beside = Path(args.config).resolve().parent.parent / "policies"
+    return Context(config, policy_dirs=[Path("policies"), beside], source=str(args.config))
 
 
-def resolution(args: argparse.Namespace, config: Config) -> tuple[int, int]:
+def resolution(args: argparse.Namespace, ctx: Context) -> tuple[int, int]:
     """``--height`` / ``--width``, defaulting to the deployment resolution; multiples of 32."""
-    height = args.height or config.deploy.height
-    width = args.width or config.deploy.width
+    height = args.height or ctx.deploy_hw[0]
+    width = args.width or ctx.deploy_hw[1]
     for name, value in (("--height", height), ("--width", width)):
         if value < 32 or value % 32:
             raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")

@@ -5,19 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-import numpy as np
+from qnas.cli.command import Command, config_argument, context
+from qnas.cli.progress import RichReporter
+from qnas.export.latency import BACKENDS
+from qnas.pipeline import latency_check, latency_table
 
-from qnas.cli.command import Command, config_argument, load
-from qnas.cost import genome_cost
-from qnas.cost.agreement import kendall_tau, mape
-from qnas.cost.latency import LatencyTable
-from qnas.errors import QnasError
-from qnas.export.latency import BACKENDS, build_table, get_backend, measure_network
-from qnas.space import atomic_write_text
-
-__all__ = ["LATENCY_COMMANDS", "load_table"]
+__all__ = ["LATENCY_COMMANDS"]
 
 
 def _positive_int(value: str) -> int:
@@ -28,16 +22,6 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
     return number
-
-
-def load_table(path: str, backend_name: str | None = None, threads: int | None = None,
-               force: bool = False) -> LatencyTable:
-    """Read a table and check it was measured here (same CPU, cores, runtime, threads) unless forced."""
-    table = LatencyTable.read(path)
-    backend = get_backend(backend_name or table.fingerprint.get("backend", "ort-cpu"),
-                          threads or int(table.fingerprint.get("threads", 1)))
-    table.check_device(backend.fingerprint(), force=force)
-    return table
 
 
 def _measure_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,23 +45,13 @@ def _table_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    config, _ = load(args)
-    backend = get_backend(args.backend, args.threads)
-    resolution = (config.deploy.height, config.deploy.width)
+    ctx = context(args)
     tic = time.perf_counter()
-    with Progress(TextColumn("latency table"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[block]}"),
-                  TimeElapsedColumn()) as bar:
-        task = bar.add_task("blocks", total=None, block="")
-
-        def progress(block: str, done: int, total: int) -> None:
-            bar.update(task, total=total, completed=done, block=block)
-
-        table = build_table(config.space, resolution, backend, args.out, warmup=args.warmup, repeats=args.repeats,
-                            resume=not args.restart, progress=progress)
-    print(f"{len(table.entries)} blocks at {resolution[0]}x{resolution[1]} on {backend.name} "
-          f"({args.threads} thread(s)) in {time.perf_counter() - tic:.0f} s; wrote {args.out}")
+    table = latency_table(ctx, args.out, backend=args.backend, threads=args.threads, repeats=args.repeats,
+                          warmup=args.warmup, restart=args.restart, reporter=RichReporter())
+    h, w = ctx.deploy_hw
+    print(f"{len(table.entries)} blocks at {h}x{w} on {args.backend} ({args.threads} thread(s)) in "
+          f"{time.perf_counter() - tic:.0f} s; wrote {args.out}")
     return 0
 
 
@@ -100,55 +74,17 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config, space = load(args)
-    table = load_table(args.lut, force=args.force_lut)
-    backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
-    missing = table.missing(config.space)
-    if missing:
-        raise QnasError(f"{args.lut} lacks {len(missing)} block(s) of this config's space (e.g. {missing[0].key!r}); "
-                        "rebuild it with qnas latency-table")
-    method = table.method or {}
-    repeats = args.repeats or int(method.get("repeats", 30))
-    warmup = int(method.get("warmup", 5))
-    rng = np.random.default_rng(args.seed)
-    genomes = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(max(0, args.samples - 2))]
-    genomes = genomes[:args.samples]
-    predicted, measured, macs = [], [], []
-    from rich.progress import track
-
-    for genome in track(genomes, description="measuring whole networks", disable=args.json):
-        predicted.append(table.predict(config.space, genome))
-        measured.append(measure_network(config.space, genome, table.resolution, backend, warmup, repeats))
-        macs.append(genome_cost(config.space, genome, *table.resolution).macs)
-    offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))
-    result = {
-        "mape": mape(predicted, measured),
-        "kendall_tau": kendall_tau(predicted, measured),
-        "macs_kendall_tau": kendall_tau(macs, measured),
-        "samples": len(genomes),
-        "median_offset_ms": offset,
-        "overhead_ms": table.overhead_ms,
-        "predicted_ms": predicted,
-        "measured_ms": measured,
-    }
-    plot = Path(args.plot) if args.plot else Path(args.lut).with_name(Path(args.lut).stem + "_check.png")
-    from qnas.cli.plots import latency_scatter
-
-    latency_scatter(predicted, measured, plot, title=f"{len(genomes)} networks, {table.fingerprint.get('cpu')}",
-                    mape=result["mape"], tau=result["kendall_tau"])
-    result["plot"] = str(plot)
-    if args.fit_overhead:
-        table.overhead_ms = round(table.overhead_ms + offset, 5)
-        table.write(args.lut)
-    atomic_write_text(plot.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    result = latency_check(context(args), args.lut, samples=args.samples, seed=args.seed, repeats=args.repeats,
+                           plot=args.plot, fit_overhead=args.fit_overhead, force=args.force_lut,
+                           reporter=RichReporter(quiet=args.json))
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{len(genomes)} networks: MAPE {result['mape'] * 100:.1f}%, Kendall tau {result['kendall_tau']:.3f} "
-              f"(MACs alone: {result['macs_kendall_tau']:.3f}); median measured - predicted {offset:+.3f} ms; "
-              f"plot {plot}")
-        if args.fit_overhead:
-            print(f"table overhead set to {table.overhead_ms:.3f} ms")
+        return 0
+    print(f"{result['samples']} networks: MAPE {result['mape'] * 100:.1f}%, Kendall tau {result['kendall_tau']:.3f} "
+          f"(MACs alone: {result['macs_kendall_tau']:.3f}); median measured - predicted "
+          f"{result['median_offset_ms']:+.3f} ms; plot {result['plot']}")
+    if args.fit_overhead:
+        print(f"table overhead set to {result['fitted_overhead_ms']:.3f} ms")
     return 0
 
 

@@ -1,14 +1,25 @@
-"""The ``qnas`` command: argument parsing and user-facing error handling."""
+"""The ``qnas`` command: argument parsing and user-facing error handling over ``qnas.pipeline``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from qnas.cli.command import Command
+from qnas.cli.export_commands import EXPORT_COMMANDS
+from qnas.cli.latency_commands import LATENCY_COMMANDS
+from qnas.cli.run_command import RUN_COMMANDS
+from qnas.cli.search_commands import SEARCH_COMMANDS
+from qnas.cli.space_commands import SPACE_COMMANDS
+from qnas.cli.train_commands import TRAIN_COMMANDS
 from qnas.errors import QnasError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+COMMANDS: list[Command] = [*RUN_COMMANDS, *SPACE_COMMANDS, *TRAIN_COMMANDS, *LATENCY_COMMANDS, *SEARCH_COMMANDS,
+                           *EXPORT_COMMANDS]
 
 DESCRIPTION = """\
 qnas: quantization-aware mixed-precision neural architecture search for segmentation.
@@ -19,14 +30,17 @@ INT8-latency budgets; export of the winner as quantized ONNX.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from qnas.cli import commands  # imported here so `qnas --help` stays quick to build
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line (``qnas CMD: error: ...``) and exit code 2, without the usage block."""
 
-    parser = argparse.ArgumentParser(
-        prog="qnas", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in commands.COMMANDS:
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qnas", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for command in COMMANDS:
         command.add_parser(sub)
     return parser
 

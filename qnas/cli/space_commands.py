@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 
-from qnas.cli.command import Command, config_argument, load, print_metric_table, resolution
+from qnas.cli.command import Command, config_argument, context, print_metric_table, resolution
 from qnas.cost import genome_cost
+from qnas.pipeline import load_table
 from qnas.space import Policy, policy_to_text, read_policy, write_policy
 
 __all__ = ["SPACE_COMMANDS"]
@@ -23,7 +24,7 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    _, space = load(args)
+    space = context(args).space
     genome = space.sample(np.random.default_rng(args.seed))
     policy = Policy(args.name or f"random_seed{args.seed}", genome,
                     provenance={"sampled_by": "qnas sample", "seed": args.seed, "config": str(args.config)})
@@ -48,16 +49,14 @@ def _cost_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    config, space = load(args)
-    policy = read_policy(args.policy, space)
-    height, width = resolution(args, config)
-    cost = genome_cost(config.space, policy.genome, height, width)
+    ctx = context(args)
+    policy = read_policy(args.policy, ctx.space)
+    height, width = resolution(args, ctx)
+    cost = genome_cost(ctx.spec, policy.genome, height, width)
     result = {**cost.as_dict(), "resolution": [height, width], "policy": policy.name}
     if args.lut:
-        from qnas.cli.latency_commands import load_table
-
         table = load_table(args.lut, force=args.force_lut)
-        result["latency_ms"] = table.predict(config.space, policy.genome)
+        result["latency_ms"] = table.predict(ctx.spec, policy.genome)
         result["latency_resolution"] = list(table.resolution)
     if args.json:
         print(json.dumps(result))

@@ -1,14 +1,14 @@
-"""MACs, parameters and BitOps of a genome, from the genome and the space alone (no torch)."""
+"""MACs, parameters and BitOps of a genome, summed over its plan's convs (no torch)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-from qnas.space.arch import conv_layers
+from qnas.space.networks import network_plan
 from qnas.space.spec import SpaceSpec
 
-__all__ = ["Cost", "genome_cost"]
+__all__ = ["Cost", "genome_cost", "weight_memory_bits"]
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,17 @@ class Cost:
 
 def genome_cost(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> Cost:
     """BitOps = sum over convs of MACs x weight bits x input-activation bits (METHOD.md §6)."""
-    layers = conv_layers(spec, genome, height, width)
+    convs = network_plan(spec, genome, height, width).convs()
     return Cost(
-        macs=sum(layer.macs for layer in layers),
-        params=sum(layer.params for layer in layers),
-        bitops=sum(layer.bitops for layer in layers),
-        bitops_searchable=sum(layer.bitops for layer in layers if layer.searchable),
+        macs=sum(c.macs for c in convs),
+        params=sum(c.params for c in convs),
+        bitops=sum(c.bitops for c in convs),
+        bitops_searchable=sum(c.bitops for c in convs if c.searchable),
     )
+
+
+def weight_memory_bits(spec: SpaceSpec, genome: Mapping[str, int]) -> int:
+    """Weights at their bit widths plus a 32-bit scale and a 32-bit bias per output channel (BatchNorm
+    folded): what the deployed network stores."""
+    convs = network_plan(spec, genome, 64, 64).convs()
+    return sum(c.cout * c.fan_in * c.wbits + 64 * c.cout for c in convs)

@@ -1,13 +1,16 @@
-"""Latency lookup table (METHOD.md §6): a network's latency is the sum of its blocks' measured latencies.
+"""Latency lookup table (METHOD.md §6): a network's latency is the sum of its units' measured latencies.
 
-Blocks are keyed by architecture only (kind, input resolution, channels, stride, kernel,
-expand): an INT8 engine runs every bit width below 8 as 8 bits, so bits do not change latency.
-The fixed parts of the network (stem, high-resolution branch, fusion + head + classifier) are
-blocks too, so the table covers the whole network. Torch-free: the builder lives in ``qnas.export``.
+A unit is a group of a plan's operations (a stem, an MBConv block, the high-resolution branch, the
+fusion + head + classifier), keyed by its shape (kind, input resolution, channels and the
+family's extra parts, e.g. stride, kernel, expand). Units are keyed by architecture only: an INT8
+engine runs every bit width below 8 as 8 bits, so bits do not change latency. The fixed parts of
+the network are units too, so the table covers the whole network. Torch-free: the builder lives
+in ``qnas.export``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,11 +20,12 @@ from typing import Any
 import yaml
 
 from qnas.errors import QnasError
-from qnas.space import (
-    MBConvBlock, SpaceSpec, atomic_write_text, fusion_channels, mbconv_block, mbconv_blocks, stage_resolutions,
-)
+from qnas.space.networks import network_plan, space_units
+from qnas.space.plan import Unit
+from qnas.space.policy import atomic_write_text
+from qnas.space.spec import SpaceSpec
 
-__all__ = ["Block", "network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT"]
+__all__ = ["network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT"]
 
 TABLE_FORMAT = "qnas-latency-table/1"
 
@@ -30,74 +34,19 @@ class LatencyTableError(QnasError):
     """A latency table is missing, malformed, incomplete or measured on another device."""
 
 
-@dataclass(frozen=True)
-class Block:
-    """One measured unit of the network.
-
-    kind: 'stem' | 'mbconv' | 'highres' | 'head'. ``in_hw`` is the block's input resolution,
-    ``stage``/``index`` place an MBConv (stage from 1, block index from 0); for a head block
-    ``cin`` is the stem resolution's fused channel count and ``cout`` the classes.
-    """
-
-    kind: str
-    in_hw: tuple[int, int]
-    cin: int
-    cout: int
-    stride: int = 1
-    kernel: int = 3
-    expand: int = 1
-
-    @property
-    def key(self) -> str:
-        h, w = self.in_hw
-        if self.kind == "mbconv":
-            return f"mbconv {h}x{w} c{self.cin}-{self.cout} s{self.stride} k{self.kernel} e{self.expand}"
-        return f"{self.kind} {h}x{w} c{self.cin}-{self.cout}"
+def network_blocks(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> list[Unit]:
+    """The units a genome's network runs at ``height`` x ``width``."""
+    return list(network_plan(spec, genome, height, width).units)
 
 
-def _mbconv(block: MBConvBlock, stem_hw: tuple[int, int], stage_hw: list[tuple[int, int]]) -> Block:
-    """The block at the resolution it reads: the previous stage's output (the stem's for stage 1)
-    for a stage's first block, its own stage's output after that."""
-    if block.index > 0:
-        hw = stage_hw[block.stage - 1]
-    else:
-        hw = stem_hw if block.stage == 1 else stage_hw[block.stage - 2]
-    return Block("mbconv", hw, block.cin, block.cout, block.stride, block.kernel, block.expand)
-
-
-def _fixed_blocks(spec: SpaceSpec, height: int, width: int, stem_hw: tuple[int, int]) -> list[Block]:
-    c3 = spec.stem_channels[-1]
-    return [Block("stem", (height, width), spec.in_channels, c3),
-            Block("highres", stem_hw, c3, spec.highres_channels),
-            Block("head", stem_hw, fusion_channels(spec), spec.num_classes)]
-
-
-def network_blocks(spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> list[Block]:
-    """The blocks a genome's network runs at ``height`` x ``width``."""
-    stem_hw, stage_hw = stage_resolutions(spec, height, width)
-    stem, highres, head = _fixed_blocks(spec, height, width, stem_hw)
-    mbconvs = [_mbconv(b, stem_hw, stage_hw) for b in mbconv_blocks(spec, genome)]
-    return [stem, *mbconvs, highres, head]
-
-
-def space_blocks(spec: SpaceSpec, height: int, width: int) -> list[Block]:
-    """Every distinct block any genome of the space can contain (what a table must measure)."""
-    stem_hw, stage_hw = stage_resolutions(spec, height, width)
-    seen: dict[str, Block] = {}
-    for block in _fixed_blocks(spec, height, width, stem_hw):
-        seen.setdefault(block.key, block)
-    for s in range(1, spec.num_stages + 1):
-        for b in range(spec.max_depth):
-            for k in spec.kernels:
-                for e in spec.expands:
-                    block = _mbconv(mbconv_block(spec, s, b, k, e), stem_hw, stage_hw)
-                    seen.setdefault(block.key, block)
-    return list(seen.values())
+def space_blocks(spec: SpaceSpec, height: int, width: int) -> list[Unit]:
+    """Every distinct unit any genome of the space can contain (what a table must measure)."""
+    return [unit for unit, _ in space_units(spec, height, width)]
 
 
 @dataclass
 class LatencyTable:
-    """Measured milliseconds per block key, with the device fingerprint they were measured on."""
+    """Measured milliseconds per unit key, with the device fingerprint they were measured on."""
 
     fingerprint: dict[str, Any]
     resolution: tuple[int, int]
@@ -106,17 +55,17 @@ class LatencyTable:
     method: dict[str, Any] | None = None
 
     def predict(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
-        """Predicted latency (ms) of the genome's network: the sum of its blocks plus the overhead."""
+        """Predicted latency (ms) of the genome's network: the sum of its units plus the overhead."""
         total = self.overhead_ms
-        for block in network_blocks(spec, genome, *self.resolution):
-            if block.key not in self.entries:
-                raise LatencyTableError(f"the latency table has no entry for block {block.key!r}: it was "
+        for unit in network_blocks(spec, genome, *self.resolution):
+            if unit.key not in self.entries:
+                raise LatencyTableError(f"the latency table has no entry for block {unit.key!r}: it was "
                                         "built for another space or resolution; rebuild it")
-            total += self.entries[block.key]
+            total += self.entries[unit.key]
         return total
 
-    def missing(self, spec: SpaceSpec) -> list[Block]:
-        return [b for b in space_blocks(spec, *self.resolution) if b.key not in self.entries]
+    def missing(self, spec: SpaceSpec) -> list[Unit]:
+        return [u for u in space_blocks(spec, *self.resolution) if u.key not in self.entries]
 
     def check_device(self, current: Mapping[str, Any], force: bool = False) -> None:
         """Refuse a table measured on another device (or with other threads / backend) unless forced."""
@@ -142,16 +91,27 @@ class LatencyTable:
             doc = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise LatencyTableError(f"latency table not found: {path}") from None
+        except IsADirectoryError:
+            raise LatencyTableError(f"latency table {path} is a folder, not a file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LatencyTableError(f"cannot read latency table {path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise LatencyTableError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(doc, dict) or doc.get("qnas_latency_table") != TABLE_FORMAT:
             raise LatencyTableError(f"{path} is not a qnas latency table (format {TABLE_FORMAT!r})")
         try:
             entries = {str(k): float(v) for k, v in (doc.get("entries") or {}).items()}
-            return cls(dict(doc["fingerprint"]), tuple(int(v) for v in doc["resolution"]), entries,
-                       float(doc.get("overhead_ms", 0.0)), doc.get("method") or {})
+            table = cls(dict(doc["fingerprint"]), tuple(int(v) for v in doc["resolution"]), entries,
+                        float(doc.get("overhead_ms", 0.0)), doc.get("method") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise LatencyTableError(f"{path}: malformed latency table ({exc})") from None
+        bad = [k for k, v in table.entries.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise LatencyTableError(f"{path}: entry {bad[0]!r} is {table.entries[bad[0]]!r}; every entry must be a "
+                                    "positive number of milliseconds")
+        if not math.isfinite(table.overhead_ms):
+            raise LatencyTableError(f"{path}: overhead_ms is {table.overhead_ms!r}; it must be a finite number")
+        return table
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)

@@ -1,22 +1,13 @@
-"""Datasets (embedded DigitScenes, Cityscapes), their builder and segmentation metrics."""
+"""Datasets (registered: the embedded DigitScenes, Cityscapes), loaders and segmentation metrics."""
 
 from qnas.data.cityscapes import Cityscapes
 from qnas.data.digits import DigitScenes, SceneDifficulty, digit_pools, make_scenes
-from qnas.data.loaders import DATASET_KINDS, build_dataset, make_loader
+from qnas.data.loaders import make_loader
 from qnas.data.metrics import ConfusionMeter, confusion_matrix, iou_from_confusion, miou, pixel_accuracy
+from qnas.data.registry import DATASETS, SPLITS, DatasetKind, build_split, check_data_config, dataset_kind, register_dataset
 
 __all__ = [
-    "Cityscapes",
-    "ConfusionMeter",
-    "DATASET_KINDS",
-    "DigitScenes",
-    "SceneDifficulty",
-    "build_dataset",
-    "confusion_matrix",
-    "digit_pools",
-    "iou_from_confusion",
-    "make_loader",
-    "make_scenes",
-    "miou",
-    "pixel_accuracy",
+    "DATASETS", "SPLITS", "Cityscapes", "ConfusionMeter", "DatasetKind", "DigitScenes", "SceneDifficulty",
+    "build_split", "check_data_config", "confusion_matrix", "dataset_kind", "digit_pools", "iou_from_confusion",
+    "make_loader", "make_scenes", "miou", "pixel_accuracy", "register_dataset",
 ]

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from qnas.data.registry import register_dataset
 from qnas.errors import DataError
 
-__all__ = ["CITYSCAPES_CLASS_NAMES", "LABEL_ID_TO_TRAIN_ID", "label_lookup_table", "Cityscapes"]
+__all__ = ["CITYSCAPES_CLASS_NAMES", "LABEL_ID_TO_TRAIN_ID", "label_lookup_table", "Cityscapes", "cityscapes_splits"]
 
 CITYSCAPES_CLASS_NAMES: tuple[str, ...] = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -121,3 +123,16 @@ class Cityscapes(Dataset):
         pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy())
         train_ids = self._lut[np.asarray(label, dtype=np.uint8)]
         return pixels.float().div_(255.0), torch.from_numpy(train_ids.astype(np.int64))
+
+
+@register_dataset("cityscapes", class_names=lambda data: CITYSCAPES_CLASS_NAMES)
+def cityscapes_splits(data: Any, split: str, height: int, width: int) -> Cityscapes:
+    """train: the train cities but ``data.search_val_city``; val: the val split; search: that held-out city."""
+    if data.root is None:
+        raise DataError("data.dataset 'cityscapes' needs data.root, the folder with leftImg8bit/ and gtFine/")
+    city = (data.search_val_city,)
+    if split == "train":
+        return Cityscapes(data.root, "train", height, width, exclude_cities=city)
+    if split == "search":
+        return Cityscapes(data.root, "train", height, width, cities=city)
+    return Cityscapes(data.root, "val", height, width)

@@ -17,6 +17,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
+from qnas.data.registry import register_dataset
 from qnas.errors import DataError, FieldError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "digit_pools",
     "make_scenes",
     "DigitScenes",
+    "digit_splits",
 ]
 
 POOLS: tuple[str, ...] = ("train", "val", "calib")
@@ -405,3 +407,12 @@ class DigitScenes(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index].float().div_(255.0), self.labels[index].long()
+
+
+@register_dataset("digits", class_names=lambda data: DIGIT_CLASS_NAMES)
+def digit_splits(data: Any, split: str, height: int, width: int) -> DigitScenes:
+    """train / val / search are the train / val / calib digit pools, with ``data.train_scenes`` /
+    ``val_scenes`` / ``calib_scenes`` scenes generated from ``data.seed``."""
+    pool, n = {"train": ("train", data.train_scenes), "val": ("val", data.val_scenes),
+               "search": ("calib", data.calib_scenes)}[split]
+    return DigitScenes(pool, n, height, width, seed=data.seed)

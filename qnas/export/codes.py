@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qnas.export.graph import FLOAT32_EXACT_LIMIT, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
+from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_attributes, conv_shape
+from qnas.quant.grids import float32_exact
+from qnas.space.plan import Conv
 
 __all__ = ["IntegerCodesGraph"]
 
@@ -49,23 +51,22 @@ class IntegerCodesGraph(GraphWriter):
         return FTensor(self._node("Mul", [self._float_codes(x), self._const("act_scale", np.float32(x.grid.scale))],
                                   "real"), x.shape)
 
-    def _conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, bias: np.ndarray | None) -> str:
-        _, k = self._conv_inputs(x, layer)
-        if layer.worst_case_sum() >= FLOAT32_EXACT_LIMIT:
+    def _conv(self, x: QTensor, layer: LayerParams, op: Conv, bias: np.ndarray | None) -> str:
+        self._conv_inputs(x, layer, op)
+        if not float32_exact(layer.worst_case_sum(with_bias=bias is not None)):
             self.inexact_convs.append(layer.label)
         inputs = [self._float_codes(x), self._weight_codes(layer)]
         if bias is not None:
             inputs.append(self._const("b_codes", bias.astype(np.float32)))
-        acc = self._node("Conv", inputs, "acc", kernel_shape=[k, k], strides=[stride, stride],
-                         pads=[k // 2] * 4, group=groups)
+        acc = self._node("Conv", inputs, "acc", **conv_attributes(op))
         return self._rescaled(acc, layer)
 
-    def conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, out: Grid) -> QTensor:
+    def conv(self, x: QTensor, layer: LayerParams, op: Conv, out: Grid) -> QTensor:
         """Integer conv with the int32 bias inside the sum, rescaled, then quantized onto ``out``."""
-        y = self._conv(x, layer, stride, groups, layer.bias_codes())
-        return self.quantize(FTensor(y, conv_out_shape(x, layer.codes.shape[0], layer.codes.shape[-1], stride)), out)
+        y = self._conv(x, layer, op, layer.bias_codes())
+        return self.quantize(FTensor(y, conv_shape(x, op)), out)
 
-    def conv_to_float(self, x: QTensor, layer: LayerParams, stride: int, groups: int, relu: bool) -> FTensor:
+    def conv_to_float(self, x: QTensor, layer: LayerParams, op: Conv) -> FTensor:
         """Integer conv rescaled to float, then the float bias (and ReLU): the classifier's logits."""
-        y = self._float_tail(self._conv(x, layer, stride, groups, None), layer, relu)
-        return FTensor(y, conv_out_shape(x, layer.codes.shape[0], layer.codes.shape[-1], stride))
+        y = self._float_tail(self._conv(x, layer, op, None), layer, op.relu)
+        return FTensor(y, conv_shape(x, op))

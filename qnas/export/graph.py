@@ -1,7 +1,7 @@
 """What every ONNX writer of the network shares: grids, tensor handles and graph plumbing.
 
-The emitters in ``qnas.export.network`` describe the network once (which conv reads which
-tensor on which grid); a writer decides how each step becomes ONNX nodes. ``QLinearGraph``
+The emitter in ``qnas.export.network`` walks the network plan (which conv reads which tensor on
+which grid); a writer decides how each step becomes ONNX nodes. ``QLinearGraph``
 (``ort``: integer kernels), ``QonnxGraph`` (``qonnx``: Quant nodes at every bit width) and
 ``TrtGraph`` (``trt``: symmetric int8 Q/DQ) are the three writers; the last two share the
 integer-codes form of ``qnas.export.codes``.
@@ -18,11 +18,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["Grid", "QTensor", "FTensor", "LayerParams", "GraphWriter", "OPSET", "FLOAT32_EXACT_LIMIT",
-           "INEXACT_CONVS_KEY", "conv_out_shape"]
+from qnas.quant.grids import sum_bound
+from qnas.space.plan import Conv
+
+__all__ = ["Grid", "QTensor", "FTensor", "LayerParams", "GraphWriter", "OPSET", "INEXACT_CONVS_KEY", "conv_shape", "conv_attributes"]
 
 OPSET = 13
-FLOAT32_EXACT_LIMIT = 2.0**24  # integer sums below this are exact in float32
 INEXACT_CONVS_KEY = "qnas.float32_inexact_convs"  # metadata: convs whose float32 sums may round
 
 
@@ -102,14 +103,16 @@ class LayerParams:
         """float32 [O]: ``s_in * s_w[c]``, the value of one unit of the integer accumulator."""
         return np.float32(self.in_grid.scale) * np.asarray(self.scale, np.float32)
 
-    def worst_case_sum(self) -> float:
-        """The largest |accumulator| any input on ``in_grid`` can give (partial sums included)."""
+    def worst_case_sum(self, with_bias: bool) -> int:
+        """The largest |accumulator| any input on ``in_grid`` can give with these codes (partial sums
+        included); never more than the model's bound for the same conv (``qnas.quant.grids``)."""
         grid = self.in_grid
         act_max = max(abs(grid.lo - grid.zero_point), abs(grid.hi - grid.zero_point))
         fan_in = int(np.prod(self.codes.shape[1:]))
-        total = float(fan_in) * act_max * float(np.abs(self.codes.astype(np.int64)).max(initial=0))
-        bias = self.bias_codes()
-        return total + (0.0 if bias is None else float(np.abs(bias).max(initial=0)))
+        weight_max = int(np.abs(self.codes.astype(np.int64)).max(initial=0))
+        bias = self.bias_codes() if with_bias else None
+        bias_max = 0 if bias is None else int(np.abs(bias).max(initial=0))
+        return sum_bound(fan_in, act_max, weight_max, bias_max)
 
     def bias_codes(self) -> np.ndarray | None:
         """The bias as integers on the accumulator grid (the int32 bias of an integer engine)."""
@@ -118,11 +121,15 @@ class LayerParams:
         return np.round(np.asarray(self.bias, np.float32) / self.accumulator_step())
 
 
-def conv_out_shape(x: QTensor | FTensor, cout: int, k: int, stride: int) -> tuple[int, int, int, int]:
-    """Shape after a 'same'-padded k x k conv."""
-    n, _, h, w = x.shape
-    pad = k // 2
-    return (n, cout, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1)
+def conv_shape(x: QTensor | FTensor, op: Conv) -> tuple[int, int, int, int]:
+    """Shape of conv ``op``'s output for input ``x``."""
+    return (x.shape[0], op.cout, *op.hw)
+
+
+def conv_attributes(op: Conv) -> dict:
+    """ONNX Conv attributes of the plan's conv (every one explicit, as QONNX front ends require)."""
+    return dict(kernel_shape=[op.kernel, op.kernel], strides=[op.stride, op.stride], pads=[op.padding] * 4,
+                dilations=[op.dilation, op.dilation], group=op.groups)
 
 
 class GraphWriter:
@@ -160,11 +167,12 @@ class GraphWriter:
         return np.asarray(values, np.float32).reshape(1, -1, 1, 1)
 
     @staticmethod
-    def _conv_inputs(x: QTensor, layer: LayerParams) -> tuple[int, int]:
-        """(out channels, kernel) of a conv reading ``x``, which must be codes."""
+    def _conv_inputs(x: QTensor, layer: LayerParams, op: Conv) -> None:
+        """Check that ``x`` is codes and ``layer`` has the plan's weight shape."""
         if not isinstance(x, QTensor):
             raise TypeError("a conv reads integer codes; quantize its float input first")
-        return layer.codes.shape[0], layer.codes.shape[-1]
+        if tuple(layer.codes.shape) != op.weight_shape:
+            raise ValueError(f"{op.label}: weight {layer.codes.shape}, the plan says {op.weight_shape}")
 
     def _rescaled(self, acc: str, layer: LayerParams) -> str:
         """The accumulator times ``s_in * s_w[c]``: real values."""

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from qnas.cost.latency import LatencyTable, LatencyTableError, space_blocks
+from qnas.cost.latency import LatencyTable, LatencyTableError
 from qnas.errors import QnasError
-from qnas.export.network import RandomLayers, block_graph, network_graph
-from qnas.space import SpaceSpec
+from qnas.export.network import RandomLayers, network_graph, unit_graph
+from qnas.space.networks import network_plan, space_units
+from qnas.space.spec import SpaceSpec
 
 __all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "build_table", "measure_network",
            "FLOAT_CONV_OPS", "INTEGER_CONV_OPS", "assert_integer"]
@@ -161,14 +162,13 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
                                     "use another --out")
         table.entries.update(old.entries)
         table.overhead_ms = old.overhead_ms
-    blocks = space_blocks(spec, *resolution)
-    todo = [b for b in blocks if b.key not in table.entries]
-    for i, block in enumerate(todo):
+    todo = [(unit, plan) for unit, plan in space_units(spec, *resolution) if unit.key not in table.entries]
+    for i, (unit, plan) in enumerate(todo):
         if progress:
-            progress(block.key, i, len(todo))
-        model = block_graph(spec, block, tuple(resolution), RandomLayers(i)).model()
-        assert_integer(backend, model, f"block {block.key}")
-        table.entries[block.key] = round(backend.measure(model, warmup, repeats).median_ms, 5)
+            progress(unit.key, i, len(todo))
+        model = unit_graph(plan, unit.label, RandomLayers(i)).model()
+        assert_integer(backend, model, f"block {unit.key}")
+        table.entries[unit.key] = round(backend.measure(model, warmup, repeats).median_ms, 5)
         table.write(out)
     if progress:
         progress("", len(todo), len(todo))
@@ -179,7 +179,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
 def measure_network(spec: SpaceSpec, genome: Mapping[str, int], resolution: tuple[int, int], backend: Backend,
                     warmup: int, repeats: int, check_integer: bool = True) -> float:
     """Median latency (ms) of the whole genome's INT8 network, measured like the table's blocks."""
-    model = network_graph(spec, genome, *resolution, RandomLayers(0)).model()
+    model = network_graph(network_plan(spec, genome, *resolution), RandomLayers(0)).model()
     if check_integer:
         assert_integer(backend, model, "network")
     return backend.measure(model, warmup, repeats).median_ms

@@ -8,8 +8,6 @@ zero point 128, narrower-than-8-bit grids kept exact by an integer Clip.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import onnx
 import torch
@@ -17,11 +15,13 @@ from torch import nn
 
 from qnas.export.graph import Grid, LayerParams
 from qnas.export.network import network_graph
-from qnas.quant import PACTActivationQuant, act_levels
+from qnas.export.profiles import register_profile
 from qnas.quant.functional import act_codes
-from qnas.space import SpaceSpec
-from qnas.supernet import ConvBNAct, QConv2d, SegNet
-from qnas.supernet.ops import bn_params
+from qnas.quant.grids import act_levels
+from qnas.quant.modules import PACTActivationQuant
+from qnas.space.plan import Conv
+from qnas.supernet.network import SegNet
+from qnas.supernet.ops import QConv2d, bn_params
 from qnas.supernet.ops import fold_batchnorm as ops_fold
 
 __all__ = ["FrozenLayers", "fold_batchnorm", "activation_grid", "check_exportable", "export_ort_model"]
@@ -61,26 +61,21 @@ def fold_batchnorm(conv: QConv2d, bn: nn.Module | None) -> tuple[np.ndarray, np.
 
 
 class FrozenLayers:
-    """``LayerSource`` over a frozen, quantized ``SegNet``: layers looked up by label."""
+    """``LayerSource`` over a frozen, quantized ``SegNet``: each plan conv's unit, BatchNorm folded."""
 
     def __init__(self, model: SegNet) -> None:
-        self.blocks: dict[str, tuple[QConv2d, nn.Module | None, nn.Module | None]] = {}
-        for module in model.modules():
-            if isinstance(module, ConvBNAct) and isinstance(module.conv, QConv2d):
-                out = module.out_quant if isinstance(module.out_quant, PACTActivationQuant) else None
-                self.blocks[module.conv.label] = (module.conv, module.bn, out)
-        if isinstance(model.classifier, QConv2d):
-            self.blocks[model.classifier.label] = (model.classifier, None, None)
+        self.model = model
 
-    def layer(self, label: str, cout: int, cin_per_group: int, k: int) -> LayerParams:
-        if label not in self.blocks:
-            raise KeyError(f"the frozen model has no layer {label!r}")
-        conv, bn, out = self.blocks[label]
-        codes, scale, bias = fold_batchnorm(conv, bn)
-        if codes.shape != (cout, cin_per_group, k, k):
-            raise ValueError(f"{label}: weight {codes.shape}, the architecture says {(cout, cin_per_group, k, k)}")
-        return LayerParams(codes, scale, bias, activation_grid(conv.act_quant),
-                           None if out is None else activation_grid(out), conv.weight_quant.active_bits, label)
+    def layer(self, op: Conv) -> LayerParams:
+        if op.label not in self.model.units:
+            raise KeyError(f"the frozen model has no layer {op.label!r}")
+        unit = self.model.unit(op.label)
+        codes, scale, bias = fold_batchnorm(unit.conv, unit.bn)
+        if codes.shape != op.weight_shape:
+            raise ValueError(f"{op.label}: weight {codes.shape}, the plan says {op.weight_shape}")
+        out = unit.out_quant if isinstance(unit.out_quant, PACTActivationQuant) else None
+        return LayerParams(codes, scale, bias, activation_grid(unit.conv.act_quant),
+                           None if out is None else activation_grid(out), unit.conv.weight_quant.active_bits, op.label)
 
 
 def check_exportable(model: SegNet) -> None:
@@ -92,7 +87,14 @@ def check_exportable(model: SegNet) -> None:
         act_levels(quant.active_bits, quant.signed)  # validates
 
 
-def export_ort_model(model: SegNet, spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> onnx.ModelProto:
+@register_profile("ort", suffix="_int8.onnx", runtime="onnxruntime", exact=False,
+                  help="onnxruntime graph whose every conv is an integer kernel (QLinearConv / ConvInteger, "
+                       "checked in the optimized graph), computing what the evaluated model computes")
+def export_ort_model(model: SegNet, height: int, width: int) -> onnx.ModelProto:
     """The frozen model as an integer-kernel ONNX graph for onnxruntime (float image in, logits out)."""
+    from qnas.export.latency import assert_integer, get_backend
+
     check_exportable(model)
-    return network_graph(spec, genome, height, width, FrozenLayers(model)).model()
+    onnx_model = network_graph(model.plan(height, width), FrozenLayers(model)).model()
+    assert_integer(get_backend("ort-cpu", 1), onnx_model, "ort export")
+    return onnx_model

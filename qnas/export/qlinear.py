@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from onnx import TensorProto, helper
 
-from qnas.export.graph import OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_out_shape
+from qnas.export.graph import OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor, conv_attributes, conv_shape
+from qnas.space.plan import Conv
 
 __all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights"]
 
@@ -70,11 +71,12 @@ class QLinearGraph(GraphWriter):
         """QuantizeLinear (round half to even, saturate) then the grid's integer Clip."""
         return self._clip(QTensor(self._node("QuantizeLinear", [x.name, *self._grid_consts(grid)], "q"), grid, x.shape))
 
-    def conv(self, x: QTensor, layer: LayerParams, stride: int, groups: int, out: Grid) -> QTensor:
+    def conv(self, x: QTensor, layer: LayerParams, op: Conv, out: Grid) -> QTensor:
         """``QLinearConv`` with 'same' padding onto grid ``out``: weight codes [O, I/g, k, k] as int8, or
         as uint8 with zero point 128 where int8 could saturate (``unsigned_weights``), per-channel
         scale [O], the bias as int32 on the accumulator grid (s_in * s_w)."""
-        cout, k = self._conv_inputs(x, layer)
+        self._conv_inputs(x, layer, op)
+        cout = op.cout
         w_scale = np.asarray(layer.scale, dtype=np.float32).reshape(cout)
         if unsigned_weights(x.grid, layer.codes):
             weights = (layer.codes.astype(np.int16) + 128).astype(np.uint8)
@@ -85,19 +87,18 @@ class QLinearGraph(GraphWriter):
                   self._const("w_scale", w_scale), self._const("w_zp", w_zp), *self._grid_consts(out)]
         if layer.bias is not None:
             inputs.append(self._const("b", layer.bias_codes().astype(np.int32)))
-        name = self._node("QLinearConv", inputs, "qconv", kernel_shape=[k, k], strides=[stride, stride],
-                          pads=[k // 2] * 4, group=groups)
-        return self._clip(QTensor(name, out, conv_out_shape(x, cout, k, stride)))
+        name = self._node("QLinearConv", inputs, "qconv", **conv_attributes(op))
+        return self._clip(QTensor(name, out, conv_shape(x, op)))
 
-    def conv_to_float(self, x: QTensor, layer: LayerParams, stride: int, groups: int, relu: bool) -> FTensor:
+    def conv_to_float(self, x: QTensor, layer: LayerParams, op: Conv) -> FTensor:
         """``ConvInteger`` (exact int32 sums), then ``acc * s_in * s_w[c] + bias`` in float (and ReLU)."""
-        cout, k = self._conv_inputs(x, layer)
+        self._conv_inputs(x, layer, op)
         acc = self._node("ConvInteger", [x.name, self._const("w", layer.codes.astype(np.int8)),
                                          self._const("x_zp", np.array(x.grid.zero_point, np.uint8))], "acc",
-                         kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups)
+                         **conv_attributes(op))
         as_float = self._node("Cast", [acc], "acc_f", to=TensorProto.FLOAT)
-        y = self._float_tail(self._rescaled(as_float, layer), layer, relu)
-        return FTensor(y, conv_out_shape(x, cout, k, stride))
+        y = self._float_tail(self._rescaled(as_float, layer), layer, op.relu)
+        return FTensor(y, conv_shape(x, op))
 
     def dequantize(self, x: QTensor) -> FTensor:
         return FTensor(self._node("DequantizeLinear", [x.name, *self._grid_consts(x.grid)], "dq"), x.shape)

@@ -13,8 +13,6 @@ then depend on summation order; that is why this writer emits the integer form i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 import onnx
 
@@ -22,7 +20,8 @@ from qnas.export.codes import IntegerCodesGraph
 from qnas.export.graph import OPSET, Grid, LayerParams, QTensor
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
-from qnas.space import SpaceSpec
+from qnas.export.profiles import register_profile
+from qnas.supernet.network import SegNet
 
 __all__ = ["QUANT_DOMAIN", "QonnxGraph", "export_qonnx_model"]
 
@@ -53,12 +52,25 @@ class QonnxGraph(IntegerCodesGraph):
                            True, True, "w")
 
 
-def export_qonnx_model(model, spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> onnx.ModelProto:
+def run_qonnx(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """The file's output for ``x``, executed by qonnx's own executor (after its cleanup)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.util.cleanup import cleanup_model
+
+    wrapper = cleanup_model(ModelWrapper(model))
+    return execute_onnx(wrapper, {wrapper.graph.input[0].name: x})[wrapper.graph.output[0].name]
+
+
+@register_profile("qonnx", suffix="_qonnx.onnx", runtime="qonnx.core.onnx_exec", run=run_qonnx,
+                  help="QONNX Quant nodes at every searched bit width (FPGA flows such as FINN), equal to the "
+                       "evaluated model bit for bit")
+def export_qonnx_model(model: SegNet, height: int, width: int) -> onnx.ModelProto:
     """The frozen, quantized model as a QONNX graph (float image in, logits at input size out), with
     every tensor's shape recorded so that qonnx and FINN tools can take it as it is."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
 
     check_exportable(model)
-    graph = network_graph(spec, genome, height, width, FrozenLayers(model), QonnxGraph).model()
+    graph = network_graph(model.plan(height, width), FrozenLayers(model), QonnxGraph).model()
     return ModelWrapper(graph).transform(InferShapes()).model

@@ -29,7 +29,7 @@ computes, and the accuracy this costs is measured against the model as searched.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -39,8 +39,9 @@ from qnas.export.codes import IntegerCodesGraph
 from qnas.export.graph import OPSET, FTensor, Grid, LayerParams, QTensor
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
-from qnas.quant import PACTActivationQuant
-from qnas.space import SpaceSpec
+from qnas.export.profiles import register_profile
+from qnas.quant.modules import PACTActivationQuant
+from qnas.supernet.network import SegNet
 
 __all__ = ["TrtGraph", "widen_for_int8", "export_trt_model", "TRT_OPSET"]
 
@@ -107,8 +108,12 @@ def widen_for_int8(model: nn.Module) -> nn.Module:
     return model
 
 
-def export_trt_model(model, spec: SpaceSpec, genome: Mapping[str, int], height: int, width: int) -> onnx.ModelProto:
+@register_profile("trt", suffix="_trt_qdq.onnx", runtime="onnxruntime (TensorRT's Q/DQ form)",
+                  reference=widen_for_int8,
+                  help="TensorRT explicit quantization (symmetric int8 Q/DQ, per-channel weights; unsigned 8-bit "
+                       "activations widened to 7-bit, since int8 cannot hold 0..255)")
+def export_trt_model(model: SegNet, height: int, width: int) -> onnx.ModelProto:
     """The frozen model, widened where int8 requires it, as a TensorRT Q/DQ graph."""
     widened = widen_for_int8(model)
     check_exportable(widened)
-    return network_graph(spec, genome, height, width, FrozenLayers(widened), TrtGraph).model()
+    return network_graph(widened.plan(height, width), FrozenLayers(widened), TrtGraph).model()

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from qnas.quant.grids import act_levels, weight_levels
+
 __all__ = [
     "act_codes",
     "act_levels",
@@ -37,24 +39,6 @@ def round_ste(x: Tensor) -> Tensor:
     so the forward value equals ``torch.round(x)``.
     """
     return x + (torch.round(x) - x).detach()
-
-
-def act_levels(bits: int, signed: bool) -> int:
-    """Largest integer code of an activation grid.
-
-    Unsigned grids use ``[0, 2**bits - 1]``; signed grids are symmetric narrow range,
-    ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``, so that zero is exact and the grid is symmetric.
-    """
-    minimum = 2 if signed else 1
-    if not isinstance(bits, int) or isinstance(bits, bool) or bits < minimum:
-        kind = "signed" if signed else "unsigned"
-        raise ValueError(f"bits must be an integer >= {minimum} for {kind} quantization, got {bits!r}")
-    return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-
-
-def _weight_levels(bits: int) -> int:
-    """Largest code of a symmetric narrow-range weight grid."""
-    return act_levels(bits, signed=True)
 
 
 def _forward_as(value: Tensor, surrogate: Tensor) -> Tensor:
@@ -165,7 +149,7 @@ def weight_scale(w: Tensor, bits: int, clip: Tensor) -> Tensor:
     quantizes to zeros instead of NaN.
     """
     _check_clip(w, clip)
-    levels = _weight_levels(bits)
+    levels = weight_levels(bits)
     scale = _per_channel(clip.to(w.dtype), w) / levels
     return scale.clamp_min(torch.finfo(w.dtype).tiny)
 

@@ -1,4 +1,7 @@
-"""Search under budgets: constraints, evolution and random search, resumable state (never imports torch)."""
+"""Search under budgets: constraints, registered strategies (evolution, random), the resumable driver.
+
+Never imports torch: the driver sees an ``Evaluator`` that maps a genome to metrics.
+"""
 
 from qnas.search.constraints import (
     BudgetError,
@@ -9,9 +12,12 @@ from qnas.search.constraints import (
     sample_feasible,
     smallest_costs,
 )
-from qnas.search.evolution import FITNESS, Candidate, Evaluator, Search, SearchMonitor, SearchSettings, pareto_front
+from qnas.search.driver import Evaluator, Search, SearchMonitor, SearchSettings, pareto_front
+from qnas.search.strategy import FITNESS, STRATEGIES, Candidate, Strategy, register_strategy
+from qnas.search import evolution  # noqa: F401  (registers evolution and random)
 
 __all__ = [
-    "FITNESS", "BudgetError", "Candidate", "Constraint", "Evaluator", "Search", "SearchMonitor", "SearchSettings",
-    "check_achievable", "feasible", "pareto_front", "parse_budget", "sample_feasible", "smallest_costs",
+    "FITNESS", "STRATEGIES", "BudgetError", "Candidate", "Constraint", "Evaluator", "Search", "SearchMonitor",
+    "SearchSettings", "Strategy", "check_achievable", "feasible", "pareto_front", "parse_budget",
+    "register_strategy", "sample_feasible", "smallest_costs",
 ]

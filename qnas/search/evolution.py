@@ -1,171 +1,36 @@
-"""Evolutionary search (METHOD.md §6) and its random-search control, both resumable.
+"""Evolutionary search (METHOD.md §6) and its random-search control.
 
-Each generation: the best ``parents`` genomes so far (parents and children compete) breed
-``mutants`` mutants (each gene resampled with probability ``p_mutate``) and ``crossovers``
-uniform crossovers; every child meets every constraint before it is evaluated. The first
-generation is ``population`` feasible random genomes. Random search evaluates the same number
-of candidates, ``population`` per generation, all drawn at random.
-
-Persistence (in ``folder``): ``evaluations.jsonl`` gets one line per evaluated genome as soon as
-it is evaluated; ``state.json`` (atomic) holds the parents and the generator state after every
-generation. A resumed search regenerates the interrupted generation's candidates from the saved
-generator state and finds the finished ones in the log, so it ends exactly where an
-uninterrupted run would have.
+Evolution: the first generation is ``population`` feasible random genomes; every later one breeds
+``mutants`` mutants (each gene resampled with probability ``p_mutate``) and ``crossovers`` uniform
+crossovers of random parents, where the parents are the best ``parents`` candidates so far.
+Random search evaluates as many candidates, ``population`` per generation, all drawn at random.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
-
 import numpy as np
 
-from qnas.config import SearchConfig
-from qnas.errors import QnasError
-from qnas.search.constraints import Constraint, check_achievable, feasible, sample_feasible
-from qnas.space import Genome, SearchSpace, atomic_write_text
+from qnas.search.constraints import sample_feasible
+from qnas.search.strategy import Candidate, Strategy, register_strategy
+from qnas.space.genome import Genome
 
-__all__ = ["Evaluator", "SearchSettings", "Candidate", "SearchMonitor", "Search", "FITNESS"]
-
-FITNESS = "miou"
+__all__ = ["Evolution", "RandomSearch"]
 
 
-class Evaluator(Protocol):
-    """Maps a genome to its metrics (at least ``miou``); the search never sees torch."""
+@register_strategy("evolution")
+class Evolution(Strategy):
+    @staticmethod
+    def evaluations(settings) -> int:
+        return settings.population + (settings.generations - 1) * (settings.mutants + settings.crossovers)
 
-    def __call__(self, genome: Genome) -> Mapping[str, float]: ...
-
-
-@dataclass(frozen=True)
-class SearchSettings(SearchConfig):
-    """The config's search numbers (``SearchConfig``) plus the strategy: 'evolution' or 'random'."""
-
-    strategy: str = "evolution"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.strategy not in ("evolution", "random"):
-            raise QnasError(f"search strategy {self.strategy!r} is not allowed; allowed: ['evolution', 'random']")
-
-    @property
-    def evaluations(self) -> int:
-        """Candidates over the whole search (cache hits included), the same for both strategies."""
-        if self.strategy == "random":
-            return self.population * self.generations
-        return self.population + (self.generations - 1) * (self.mutants + self.crossovers)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    genome: Genome
-    metrics: Mapping[str, float]
-    generation: int
-
-    @property
-    def fitness(self) -> float:
-        return float(self.metrics[FITNESS])
-
-
-class SearchMonitor(Protocol):
-    def evaluated(self, candidate: Candidate, done: int, total: int) -> None: ...
-
-    def generation_done(self, generation: int, parents: Sequence[Candidate], best: Candidate) -> None: ...
-
-
-class _Silent:
-    def evaluated(self, candidate: Candidate, done: int, total: int) -> None:
-        pass
-
-    def generation_done(self, generation: int, parents: Sequence[Candidate], best: Candidate) -> None:
-        pass
-
-
-@dataclass
-class _State:
-    generation: int = 0  # the next generation to run
-    parents: list[dict[str, int]] = field(default_factory=list)
-    rng: dict[str, Any] | None = None
-    history: list[list[int]] = field(default_factory=list)  # per finished generation: log line numbers
-
-
-class Search:
-    """One search run in ``folder``; ``run(resume)`` returns every candidate in evaluation order."""
-
-    def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], evaluator: Evaluator,
-                 settings: SearchSettings, folder: str | os.PathLike[str],
-                 monitor: SearchMonitor | None = None) -> None:
-        self.space = space
-        self.constraints = list(constraints)
-        self.evaluator = evaluator
-        self.settings = settings
-        self.folder = Path(folder)
-        self.monitor = monitor or _Silent()
-        self.log_path = self.folder / "evaluations.jsonl"
-        self.state_path = self.folder / "state.json"
-        self.cache: dict[Genome, Candidate] = {}
-        self.line: dict[Genome, int] = {}  # where each evaluated genome sits in the log
-        self.logged: list[Genome] = []
-        self.history: list[Candidate] = []  # every candidate, in order (cache hits repeat)
-
-    # -- persistence --------------------------------------------------------------------------
-    def _load(self) -> _State:
-        if self.log_path.exists():
-            lines = self.log_path.read_text().splitlines()
-            for i, line in enumerate(lines):
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    if i == len(lines) - 1:  # a line cut by a kill: that evaluation is redone
-                        break
-                    raise QnasError(f"{self.log_path}: line {i + 1} is not JSON; the log is damaged") from None
-                genome = self.space.validate(entry["genome"])
-                self.cache[genome] = Candidate(genome, entry["metrics"], entry["generation"])
-                self.line[genome] = len(self.logged)
-                self.logged.append(genome)
-        if not self.state_path.exists():
-            return _State()
-        doc = json.loads(self.state_path.read_text())
-        if doc.get("settings") != asdict(self.settings):
-            raise QnasError(f"{self.state_path} belongs to a search with other settings "
-                            f"{doc.get('settings')}; use a new output folder")
-        return _State(doc["generation"], doc["parents"], doc["rng"], doc["history"])
-
-    def _save(self, state: _State) -> None:
-        doc = {"settings": asdict(self.settings), "generation": state.generation, "parents": state.parents,
-               "rng": state.rng, "history": state.history}
-        atomic_write_text(self.state_path, json.dumps(doc) + "\n")
-
-    def _append(self, candidate: Candidate) -> None:
-        line = json.dumps({"genome": dict(candidate.genome), "metrics": dict(candidate.metrics),
-                           "generation": candidate.generation})
-        with open(self.log_path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.line[candidate.genome] = len(self.logged)
-        self.logged.append(candidate.genome)
-
-    # -- the search ---------------------------------------------------------------------------
-    def _evaluate(self, genome: Genome, generation: int) -> Candidate:
-        if genome not in self.cache:
-            if not feasible(genome, self.constraints):  # never evaluate an infeasible genome
-                raise AssertionError(f"infeasible candidate reached evaluation: {genome}")
-            metrics = {k: float(v) for k, v in self.evaluator(genome).items()}
-            if FITNESS not in metrics:
-                raise QnasError(f"the evaluator returned no {FITNESS!r}: {sorted(metrics)}")
-            self.cache[genome] = Candidate(genome, metrics, generation)
-            self._append(self.cache[genome])
-        candidate = self.cache[genome]
-        self.history.append(candidate)
-        return candidate
-
-    def _children(self, parents: list[Candidate], rng: np.random.Generator) -> list[Genome]:
+    def _random(self, rng: np.random.Generator) -> list[Genome]:
         s = self.settings
-        space, cons = self.space, self.constraints
+        return [sample_feasible(self.space, self.constraints, rng, s.max_tries) for _ in range(s.population)]
+
+    def propose(self, generation: int, parents: list[Candidate], rng: np.random.Generator) -> list[Genome]:
+        if generation == 0:
+            return self._random(rng)
+        s, space, cons = self.settings, self.space, self.constraints
 
         def random_parent(r: np.random.Generator) -> Genome:
             return parents[int(r.integers(len(parents)))].genome
@@ -178,57 +43,14 @@ class Search:
                    for _ in range(s.crossovers)]
         return mutants + crosses
 
-    def run(self, resume: bool = False) -> list[Candidate]:
-        s = self.settings
-        check_achievable(self.space, self.constraints)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not resume and (self.log_path.exists() or self.state_path.exists()):
-            raise QnasError(f"{self.folder} already holds a search; pass --resume to continue it, "
-                            "or choose another --out")
-        state = self._load() if resume else _State()
-        rng = np.random.default_rng(s.seed)
-        if state.rng is not None:
-            rng.bit_generator.state = state.rng
-        parents = [self.cache[self.space.validate(g)] for g in state.parents]
-        self.history = []
-        done = 0
-        for generation in range(s.generations):
-            if generation < state.generation:  # finished before the interruption: replay from the log
-                self.history.extend(self.cache[self.logged[i]] for i in state.history[generation])
-                done += len(state.history[generation])
-                continue
-            if generation == 0 or s.strategy == "random":
-                genomes = [sample_feasible(self.space, self.constraints, rng, s.max_tries)
-                           for _ in range(s.population)]
-            else:
-                genomes = self._children(parents, rng)
-            children = []
-            for genome in genomes:
-                children.append(self._evaluate(genome, generation))
-                done += 1
-                self.monitor.evaluated(children[-1], done, s.evaluations)
-            pool = {c.genome: c for c in parents + children}  # parents compete with their children
-            parents = sorted(pool.values(), key=lambda c: -c.fitness)[:s.parents]
-            best = max(self.cache.values(), key=lambda c: c.fitness)
-            state.history = state.history[:generation] + [[self.line[c.genome] for c in children]]
-            self._save(_State(generation + 1, [dict(c.genome) for c in parents], rng.bit_generator.state,
-                              state.history))
-            self.monitor.generation_done(generation, parents, best)
-        return self.history
 
-    def best(self) -> Candidate:
-        if not self.cache:
-            raise QnasError("the search has evaluated nothing yet")
-        return max(self.cache.values(), key=lambda c: c.fitness)
+@register_strategy("random")
+class RandomSearch(Evolution):
+    """The control: as many candidates as a generation of evolution's first, every generation at random."""
 
+    @staticmethod
+    def evaluations(settings) -> int:
+        return settings.population * settings.generations
 
-def pareto_front(candidates: Sequence[Candidate], cost: Callable[[Candidate], float]) -> list[Candidate]:
-    """Candidates no other beats on both fitness (higher) and ``cost`` (lower), sorted by cost."""
-    unique = {c.genome: c for c in candidates}.values()
-    ordered = sorted(unique, key=lambda c: (cost(c), -c.fitness))
-    front, best = [], -np.inf
-    for c in ordered:
-        if c.fitness > best:
-            front.append(c)
-            best = c.fitness
-    return front
+    def propose(self, generation: int, parents: list[Candidate], rng: np.random.Generator) -> list[Genome]:
+        return self._random(rng)

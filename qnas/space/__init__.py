@@ -1,14 +1,17 @@
-"""Search space, genomes and policy files. Imports stdlib, numpy and yaml only (never torch)."""
+"""Search space, genomes, policy files and the network plan. Imports stdlib, numpy and yaml only (never torch)."""
 
-from qnas.space.arch import (
-    ConvLayer, MBConvBlock, conv_layers, conv_out_size, fusion_channels, mbconv_block, mbconv_blocks, stage_resolutions,
+from qnas.space.networks import NETWORKS, NetworkFamily, gene_table, network_plan, register_network, space_units
+from qnas.space.plan import (
+    Add, Concat, Conv, Gene, Input, Op, Output, Plan, PlanBuilder, Resize, Unit, conv_out_size, same_padding,
 )
-from qnas.space.genome import Gene, Genome, SearchSpace, block_layer_names, fixed_layer_names
-from qnas.space.policy import Policy, atomic_write_bytes, atomic_write_text, policy_from_text, policy_to_text, read_policy, write_policy
 from qnas.space.spec import SpaceSpec
+from qnas.space import segnas  # noqa: F401  (registers the default network family)
+from qnas.space.genome import Genome, SearchSpace
+from qnas.space.policy import Policy, atomic_write_bytes, atomic_write_text, policy_from_text, policy_to_text, read_policy, write_policy
 
 __all__ = [
-    "ConvLayer", "Gene", "Genome", "MBConvBlock", "Policy", "SearchSpace", "SpaceSpec", "atomic_write_bytes", "atomic_write_text",
-    "block_layer_names", "conv_layers", "conv_out_size", "fixed_layer_names", "fusion_channels",
-    "mbconv_block", "mbconv_blocks", "policy_from_text", "policy_to_text", "read_policy", "stage_resolutions", "write_policy",
+    "NETWORKS", "Add", "Concat", "Conv", "Gene", "Genome", "Input", "NetworkFamily", "Op", "Output", "Plan",
+    "PlanBuilder", "Policy", "Resize", "SearchSpace", "SpaceSpec", "Unit", "atomic_write_bytes", "atomic_write_text",
+    "conv_out_size", "gene_table", "network_plan", "policy_from_text", "policy_to_text", "read_policy",
+    "register_network", "same_padding", "space_units", "write_policy",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qnas.errors import FieldError
+from qnas.space.networks import NETWORKS
 
 __all__ = ["SpaceSpec"]
 
@@ -33,11 +34,8 @@ def _check_choices(field: str, values: tuple[int, ...], allowed: tuple[int, ...]
 class SpaceSpec:
     """Widths of the reference architecture (METHOD.md §2) and the searchable choices (§3).
 
-    The network: a learning-to-downsample stem (conv3x3 s2, two depthwise-separable s2 convs),
-    MBConv stages, a high-resolution depthwise-separable branch on the stem output, a fusion
-    of all stage outputs and the branch at 1/8 resolution, a head of two depthwise-separable
-    convs and a 1x1 classifier. Every conv except the classifier has searchable weight and
-    input-activation bit widths; the network input and the classifier use fixed bit widths.
+    ``network`` names the family whose plan builder turns these numbers into a network
+    (``qnas.space.segnas`` describes the default one).
     """
 
     num_classes: int = 11
@@ -56,8 +54,11 @@ class SpaceSpec:
     classifier_wbits: int = 8
     classifier_abits: int = 8
     upsample: str = "nearest"
+    network: str = "segnas"  # the registered network family (qnas.space.networks) that builds the plan
 
     def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise FieldError("network", f"{self.network!r} is not registered; registered: {sorted(NETWORKS)}")
         if self.num_classes < 2:
             raise FieldError("num_classes", f"must be >= 2, got {self.num_classes}")
         if self.in_channels < 1:
@@ -91,7 +92,3 @@ class SpaceSpec:
     @property
     def num_stages(self) -> int:
         return len(self.stage_channels)
-
-    @property
-    def max_depth(self) -> int:
-        return max(self.depths)

@@ -1,21 +1,32 @@
-"""The segmentation network (METHOD.md §2) and its weight-sharing supernet."""
+"""The network as torch modules: one ``ConvUnit`` per plan conv, and a forward that runs the plan.
+
+``SegNet.forward`` interprets the plan of its genome at the input's resolution op by op (convs,
+residual adds, resizes, concatenations), so the torch model and every other consumer of the plan
+compute the same network by construction. A ``Supernet`` holds elastic units sized for the largest
+genome and ``set_genome`` selects the active subnet; ``freeze`` (``qnas.supernet.freeze``) turns
+the active units into static ones.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qnas.quant import PACTActivationQuant, PerChannelWeightQuant
-from qnas.space import Genome, SearchSpace, SpaceSpec, fusion_channels
-from qnas.supernet.blocks import ConvBNAct, ElasticStage, MBConv, SeparableConv
+from qnas.quant.grids import OUTPUT_QUANT_BITS
+from qnas.quant.modules import PACTActivationQuant, PerChannelWeightQuant
+from qnas.space.genome import Genome, SearchSpace
+from qnas.space.networks import NOMINAL_HW, network_plan
+from qnas.space.plan import Add, Concat, Conv, Input, Output, Plan, Resize
+from qnas.space.spec import SpaceSpec
+from qnas.supernet.blocks import ConvUnit
 from qnas.supernet.ops import ElasticBatchNorm2d, ElasticQConv2d, QConv2d
 
-__all__ = ["QuantSettings", "SegNet", "Supernet", "register_network", "build_supernet", "NETWORKS"]
+__all__ = ["QuantSettings", "SegNet", "Supernet", "register_modules", "build_supernet", "MODULE_BUILDERS",
+           "resize", "upgrade_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -32,43 +43,71 @@ def resize(x: Tensor, size: Sequence[int], mode: str) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False)
 
 
+def _nest(units: Mapping[str, nn.Module]) -> nn.ModuleDict:
+    """The units in ModuleDicts nested along their labels' dots ('s1.b0.pw1' -> layers['s1']['b0']['pw1']),
+    so parameter names read as labels."""
+    root = nn.ModuleDict()
+    for label, unit in units.items():
+        node = root
+        *parents, leaf = label.split(".")
+        for part in parents:
+            if part not in node:
+                node[part] = nn.ModuleDict()
+            node = node[part]
+        node[leaf] = unit
+    return root
+
+
 class SegNet(nn.Module):
-    """Stem, stages, high-resolution branch, fusion at 1/8, head, classifier, upsampling to input size.
+    """A network that runs the plan of ``genome``: the class of a supernet and of a frozen subnet."""
 
-    The same class holds a supernet's elastic parts and a frozen subnet's static ones.
-    """
-
-    def __init__(self, stem: nn.Module, stages: Sequence[nn.Module], highres: nn.Module, head: nn.Module,
-                 classifier: nn.Module, upsample: str) -> None:
+    def __init__(self, spec: SpaceSpec, genome: Genome, units: Mapping[str, ConvUnit]) -> None:
         super().__init__()
-        self.stem = stem
-        self.stages = nn.ModuleList(stages)
-        self.highres = highres
-        self.head = head
-        self.classifier = classifier
-        self.upsample = upsample
+        self.spec = spec
+        self.genome = genome
+        self.layers = _nest(units)
+        self.units: dict[str, ConvUnit] = dict(units)
 
-    def features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Head output at 1/8 resolution and every stage's output."""
-        stem = self.stem(x)
-        outs = []
-        h = stem
-        for stage in self.stages:
-            h = stage(h)
-            outs.append(h)
-        size = stem.shape[-2:]
-        fused = torch.cat([resize(o, size, self.upsample) for o in outs] + [self.highres(stem)], dim=1)
-        return self.head(fused), outs
+    def plan(self, height: int, width: int) -> Plan:
+        """The plan this network runs on a ``height`` x ``width`` input."""
+        return network_plan(self.spec, self.genome, height, width)
+
+    def unit(self, label: str) -> ConvUnit:
+        return self.units[label]
+
+    def layer(self, label: str) -> nn.Module:
+        """The quantized conv of ``label``."""
+        return self.units[label].conv
+
+    def run(self, x: Tensor, taps: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """The plan's output and the tensors named in ``taps``."""
+        plan = self.plan(x.shape[-2], x.shape[-1])
+        values: dict[str, Tensor] = {}
+        out = None
+        for op in plan.ops:
+            if isinstance(op, Conv):
+                values[op.label] = self.units[op.label](values[op.inputs[0]], op)
+            elif isinstance(op, Add):
+                values[op.label] = values[op.inputs[0]] + values[op.inputs[1]]
+            elif isinstance(op, Resize):
+                values[op.label] = resize(values[op.inputs[0]], op.hw, op.mode)
+            elif isinstance(op, Concat):
+                values[op.label] = torch.cat([values[i] for i in op.inputs], dim=1)
+            elif isinstance(op, Input):
+                values[op.label] = x
+            elif isinstance(op, Output):
+                out = values[op.inputs[0]]
+            else:
+                raise TypeError(f"the network cannot run a {type(op).__name__} ({op.label})")
+        return out, {label: values[label] for label in taps}
 
     def forward(self, x: Tensor) -> Tensor:
-        head, _ = self.features(x)
-        return resize(self.classifier(head), x.shape[-2:], self.upsample)
+        return self.run(x)[0]
 
     def quantized_layers(self) -> Iterator[nn.Module]:
-        """Every quantized conv (elastic or static), in module order."""
-        for module in self.modules():
-            if isinstance(module, (ElasticQConv2d, QConv2d)):
-                yield module
+        """Every quantized conv (elastic or static), in plan order of the largest network."""
+        for unit in self.units.values():
+            yield unit.conv
 
     def set_quantization(self, enabled: bool) -> None:
         """Turn every fake quantizer on (QAT) or off (float training)."""
@@ -86,109 +125,92 @@ def _aux_head(channels: int, num_classes: int) -> nn.Module:
 
 
 class Supernet(SegNet):
-    """A SegNet of elastic layers; ``set_genome`` selects the active subnet in one place."""
+    """Elastic units for every conv of the largest network; ``set_genome`` selects the active subnet."""
 
-    def __init__(self, spec: SpaceSpec, *parts: nn.Module, aux_heads: Sequence[nn.Module]) -> None:
-        super().__init__(*parts, upsample=spec.upsample)
-        self.spec = spec
-        self.space = SearchSpace(spec)
+    def __init__(self, spec: SpaceSpec, units: Mapping[str, ConvUnit], aux_heads: Sequence[nn.Module]) -> None:
+        space = SearchSpace(spec)
+        super().__init__(spec, space.largest(), units)
+        self.space = space
         self.aux_heads = nn.ModuleList(aux_heads)
-        self.genome: Genome = self.space.largest()
         self.set_genome(self.genome)
 
-    def layer(self, label: str) -> ElasticQConv2d:
-        for module in self.quantized_layers():
-            if module.label == label:
-                return module
-        raise KeyError(label)
-
     def set_genome(self, genome: Mapping[str, int]) -> None:
-        """Make ``genome`` the active subnet (validated against the space)."""
+        """Make ``genome`` the active subnet (validated against the space): its plan decides every
+        conv's geometry at each forward; its bit widths are set here."""
         genome = self.space.validate(genome)
-        for conv in self.quantized_layers():
-            conv.set_active(wbits=genome.get(f"{conv.label}.wbits"), abits=genome.get(f"{conv.label}.abits"))
-        cin = self.spec.stem_channels[-1]
-        for s, stage in enumerate(self.stages, start=1):
-            stage.active_depth = genome[f"s{s}.depth"]
-            for b, block in enumerate(stage.active_blocks()):
-                block.pw1.conv.set_active(out_channels=cin * genome[f"s{s}.b{b}.e"])
-                block.dw.conv.set_active(kernel=genome[f"s{s}.b{b}.k"])
-                cin = self.spec.stage_channels[s - 1]
+        for op in network_plan(self.spec, genome, *NOMINAL_HW).convs():
+            self.units[op.label].conv.set_bits(op.wbits, op.abits)
         self.genome = genome
 
     def forward_train(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Main logits and the auxiliary heads' logits (on the last stages), all at input size."""
-        head, outs = self.features(x)
-        logits = resize(self.classifier(head), x.shape[-2:], self.upsample)
-        aux = [resize(h(o), x.shape[-2:], self.upsample) for h, o in zip(self.aux_heads, outs[-len(self.aux_heads):])]
+        """Main logits and the auxiliary heads' logits (on the plan's ``aux`` taps), all at input size."""
+        taps = self.plan(x.shape[-2], x.shape[-1]).taps.get("aux", ())
+        logits, values = self.run(x, taps)
+        aux = [resize(head(values[label]), x.shape[-2:], self.spec.upsample)
+               for head, label in zip(self.aux_heads, taps)]
         return logits, aux
 
 
-NETWORKS: dict[str, Callable[[SpaceSpec, QuantSettings], Supernet]] = {}
+def elastic_units(spec: SpaceSpec, quant: QuantSettings) -> tuple[dict[str, ConvUnit], list[nn.Module]]:
+    """One elastic unit per conv of the largest network (in plan order) and an auxiliary head per ``aux`` tap."""
+    plan = network_plan(spec, SearchSpace(spec).largest(), *NOMINAL_HW)
+    units = {}
+    for op in plan.convs():
+        conv = ElasticQConv2d(op.cin, op.cout, kernel_sizes=op.kernel_choices, depthwise=op.depthwise,
+                              wbits=op.wbits_choices, abits=op.abits_choices, signed_input=op.signed_input,
+                              bias=op.bias, act_init_clip=quant.act_init_clip,
+                              learn_weight_clip=quant.learn_weight_clip, label=op.label)
+        if op.fixed_clip is not None:
+            conv.act_quant.alpha.data.fill_(op.fixed_clip)
+            conv.act_quant.alpha.requires_grad_(False)
+        bn = ElasticBatchNorm2d(op.cout) if op.batchnorm else None
+        out = PACTActivationQuant((OUTPUT_QUANT_BITS,), signed=not op.relu, init_alpha=quant.act_init_clip) \
+            if op.out_quant else None
+        units[op.label] = ConvUnit(conv, bn, out)
+    aux = [_aux_head(plan.op(label).channels, spec.num_classes) for label in plan.taps.get("aux", ())]
+    return units, aux
 
 
-def register_network(name: str) -> Callable:
-    """Register a supernet builder ``(spec, quant) -> Supernet`` under ``name``."""
+MODULE_BUILDERS: dict[str, Callable[[SpaceSpec, QuantSettings], Supernet]] = {}
+
+
+def register_modules(name: str) -> Callable:
+    """Register ``builder(spec, quant) -> Supernet`` for network family ``name``, for a family whose
+    plan needs modules that ``elastic_units`` cannot build."""
 
     def decorate(builder: Callable[[SpaceSpec, QuantSettings], Supernet]) -> Callable:
-        if name in NETWORKS:
-            raise ValueError(f"network {name!r} is already registered")
-        NETWORKS[name] = builder
+        if name in MODULE_BUILDERS:
+            raise ValueError(f"modules of network {name!r} are already registered")
+        MODULE_BUILDERS[name] = builder
         return builder
 
     return decorate
 
 
-def build_supernet(spec: SpaceSpec, quant: QuantSettings | None = None, network: str = "segnas") -> Supernet:
-    if network not in NETWORKS:
-        raise KeyError(f"unknown network {network!r}; registered: {sorted(NETWORKS)}")
-    return NETWORKS[network](spec, quant or QuantSettings())
+def build_supernet(spec: SpaceSpec, quant: QuantSettings | None = None) -> Supernet:
+    """The supernet of ``spec``'s network family."""
+    quant = quant or QuantSettings()
+    if spec.network in MODULE_BUILDERS:
+        return MODULE_BUILDERS[spec.network](spec, quant)
+    units, aux = elastic_units(spec, quant)
+    return Supernet(spec, units, aux)
 
 
-@register_network("segnas")
-def segnas_supernet(spec: SpaceSpec, quant: QuantSettings) -> Supernet:
-    """The thesis's redesigned MobileNetV2 with a high-resolution branch, made elastic."""
-
-    def conv(cin: int, cout: int, kernels: Sequence[int], stride: int, depthwise: bool, signed: bool,
-             label: str, wbits: Sequence[int] = spec.bits, abits: Sequence[int] = spec.bits,
-             bias: bool = False) -> ElasticQConv2d:
-        return ElasticQConv2d(cin, cout, kernel_sizes=kernels, stride=stride, depthwise=depthwise,
-                              wbits=wbits, abits=abits, signed_input=signed, bias=bias,
-                              act_init_clip=quant.act_init_clip, learn_weight_clip=quant.learn_weight_clip,
-                              label=label)
-
-    def output_quant(signed: bool) -> PACTActivationQuant:
-        return PACTActivationQuant((8,), signed=signed, init_alpha=quant.act_init_clip)
-
-    layers = dict(conv_layer=conv, norm_layer=ElasticBatchNorm2d)
-    c1, c2, c3 = spec.stem_channels
-    t1, t2, t3 = spec.stem_strides
-    stem_conv = ConvBNAct(spec.in_channels, c1, (3,), t1, False, relu=True, signed_input=False, label="stem.conv",
-                          conv_layer=partial(conv, abits=(spec.input_bits,)), norm_layer=ElasticBatchNorm2d)
-    stem_conv.conv.act_quant.alpha.data.fill_(1.0)  # the input image in [0, 1] is already 8-bit
-    stem_conv.conv.act_quant.alpha.requires_grad_(False)
-    stem = nn.Sequential()
-    stem.add_module("conv", stem_conv)
-    stem.add_module("ds1", SeparableConv(c1, c2, t2, signed_input=False, label="stem.ds1", **layers))
-    stem.add_module("ds2", SeparableConv(c2, c3, t3, signed_input=False, label="stem.ds2",
-                                         output_quant=output_quant, **layers))
-
-    stages, cin = [], c3
-    for s, (cout, stride) in enumerate(zip(spec.stage_channels, spec.stage_strides), start=1):
-        blocks = []
-        for b in range(spec.max_depth):
-            signed = not (s == 1 and b == 0)  # only the stem's output is post-ReLU
-            blocks.append(MBConv(cin, cout, stride if b == 0 else 1, spec.kernels, max(spec.expands),
-                                 signed_input=signed, label=f"s{s}.b{b}", output_quant=output_quant, **layers))
-            cin = cout
-        stages.append(ElasticStage(blocks))
-
-    highres = SeparableConv(c3, spec.highres_channels, 1, signed_input=False, label="hr", **layers)
-    h1, h2 = spec.head_channels
-    head = nn.Sequential()
-    head.add_module("ds1", SeparableConv(fusion_channels(spec), h1, 1, signed_input=True, label="head.ds1", **layers))
-    head.add_module("ds2", SeparableConv(h1, h2, 1, signed_input=False, label="head.ds2", **layers))
-    classifier = conv(h2, spec.num_classes, (1,), 1, False, False, "classifier",
-                      wbits=(spec.classifier_wbits,), abits=(spec.classifier_abits,), bias=True)
-    aux = [_aux_head(c, spec.num_classes) for c in spec.stage_channels[-2:]]
-    return Supernet(spec, stem, stages, highres, head, classifier, aux_heads=aux)
+def upgrade_state_dict(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A supernet state dict of qnas 0.1 (modules stem / stages / highres / head / classifier) under
+    today's names (``layers`` nested by conv label); other state dicts are returned as they are."""
+    if not any(k.startswith(("stages.", "highres.", "classifier.")) for k in state):
+        return dict(state)
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "stages":  # stages.{s-1}.blocks.{b}.{conv}.rest -> layers.s{s}.b{b}.{conv}.rest
+            parts = ["layers", f"s{int(parts[1]) + 1}", f"b{parts[3]}", *parts[4:]]
+        elif parts[0] == "highres":
+            parts = ["layers", "hr", *parts[1:]]
+        elif parts[0] == "classifier":
+            parts = ["layers", "classifier", "conv", *parts[1:]]
+        elif parts[0] in ("stem", "head"):
+            parts = ["layers", *parts]
+        out[".".join(parts)] = value
+    return out

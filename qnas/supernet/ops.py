@@ -13,17 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qnas.quant import PACTActivationQuant, PerChannelWeightQuant, act_levels
+from qnas.quant.grids import BIAS_CODE_LIMIT, FLOAT32_EXACT_LIMIT, accumulator_bound, float32_exact
+from qnas.quant.modules import PACTActivationQuant, PerChannelWeightQuant
+from qnas.space.plan import Conv
 
 __all__ = ["qconv2d", "integer_conv2d", "fold_batchnorm", "bn_params", "QConv2d", "ElasticQConv2d",
-           "ElasticBatchNorm2d", "centre_crop"]
+           "ElasticBatchNorm2d", "centre_crop", "BIAS_CODE_LIMIT", "FLOAT32_EXACT_LIMIT"]
 
 
-def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
-            act_quant: nn.Module, weight_quant: nn.Module) -> Tensor:
-    """Conv of the quantized input with the quantized weight ('same' padding)."""
-    kernel = weight.shape[-1]
-    return F.conv2d(act_quant(x), weight_quant(weight), bias, stride, kernel // 2, 1, groups)
+def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, op: Conv, act_quant: nn.Module,
+            weight_quant: nn.Module) -> Tensor:
+    """Conv of the quantized input with the quantized weight, with the plan's geometry."""
+    return F.conv2d(act_quant(x), weight_quant(weight), bias, op.stride, op.padding, op.dilation, op.groups)
 
 
 def bn_params(bn: nn.Module, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
@@ -31,10 +32,6 @@ def bn_params(bn: nn.Module, channels: int) -> tuple[Tensor, Tensor, Tensor, Ten
     if isinstance(bn, ElasticBatchNorm2d):
         return (*bn.active_params(channels), bn.eps)
     return bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
-
-
-BIAS_CODE_LIMIT = 2.0**22  # |int32 bias| bound that keeps accumulator + bias exact in float32 (< 2^24)
-FLOAT32_EXACT_LIMIT = 2.0**24  # integers up to this size (and every partial sum below it) are exact in float32
 
 
 def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input_scale: Tensor,
@@ -68,7 +65,7 @@ def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input
     return codes, folded, bias_codes
 
 
-def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
+def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, op: Conv,
                    act_quant: PACTActivationQuant, weight_quant: PerChannelWeightQuant,
                    bn: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
     """An evaluation-mode quantized conv computed as an integer engine computes it.
@@ -80,31 +77,31 @@ def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, 
     """
     x_codes, input_scale = act_quant.codes(x)
     codes, scale = weight_quant.codes(weight)
-    padding = weight.shape[-1] // 2
-    # the largest |sum| the quantizers' ranges allow: known without reading a tensor
-    products = codes[0].numel() * act_levels(act_quant.active_bits, act_quant.signed) * act_levels(
-        weight_quant.active_bits, signed=True)
+    # the largest |sum| the quantizers' ranges allow (the bound every exporter checks too)
+    bound = accumulator_bound(codes[0].numel(), act_quant.active_bits, act_quant.signed, weight_quant.active_bits,
+                              with_bias=bn is not None)
+    geometry = (op.stride, op.padding, op.groups)
     if bn is None:
         step = (input_scale * scale.reshape(-1)).reshape(1, -1, 1, 1)
-        y = _exact_sum_conv(x_codes, codes, None, stride, padding, groups, products) * step
+        y = _exact_sum_conv(x_codes, codes, None, *geometry, bound, dilation=op.dilation) * step
         return y if bias is None else y + bias.reshape(1, -1, 1, 1)
     codes, folded, bias_codes = fold_batchnorm(codes, scale, bias, input_scale, bn)
     step = (input_scale * folded).reshape(1, -1, 1, 1)
-    return _exact_sum_conv(x_codes, codes, bias_codes, stride, padding, groups, products + BIAS_CODE_LIMIT) * step
+    return _exact_sum_conv(x_codes, codes, bias_codes, *geometry, bound, dilation=op.dilation) * step
 
 
 def _exact_sum_conv(x_codes: Tensor, codes: Tensor, bias_codes: Tensor | None, stride: int, padding: int,
-                    groups: int, bound: float) -> Tensor:
+                    groups: int, bound: float, dilation: int = 1) -> Tensor:
     """The integer conv sum (plus integer bias), as an int32 accumulator holds it, in float32.
 
     ``bound`` caps every |partial sum|. Below 2^24 float32 sums are exact; otherwise the sum is
     taken in float64 (exact) and rounded once to float32, as an integer engine converts its
     int32 accumulator to float before rescaling.
     """
-    if bound < FLOAT32_EXACT_LIMIT:
-        return F.conv2d(x_codes, codes, bias_codes, stride, padding, 1, groups)
+    if float32_exact(bound):
+        return F.conv2d(x_codes, codes, bias_codes, stride, padding, dilation, groups)
     wide = None if bias_codes is None else bias_codes.double()
-    return F.conv2d(x_codes.double(), codes.double(), wide, stride, padding, 1, groups).float()
+    return F.conv2d(x_codes.double(), codes.double(), wide, stride, padding, dilation, groups).float()
 
 
 def _integer_mode(conv: nn.Module) -> bool:
@@ -119,22 +116,17 @@ def centre_crop(weight: Tensor, kernel: int) -> Tensor:
 
 
 class QConv2d(nn.Module):
-    """A static fake-quantized conv: what a frozen subnet is made of."""
+    """A static fake-quantized conv: what a frozen subnet is made of. Its geometry (stride, padding,
+    dilation, groups) is the plan's, given to ``forward``."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, stride: int, groups: int,
-                 act_quant: PACTActivationQuant, weight_quant: PerChannelWeightQuant, label: str) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None, act_quant: PACTActivationQuant,
+                 weight_quant: PerChannelWeightQuant, label: str) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
-        self.stride = stride
-        self.groups = groups
         self.act_quant = act_quant
         self.weight_quant = weight_quant
         self.label = label
-
-    @property
-    def in_channels(self) -> int:
-        return self.weight.shape[1] * self.groups
 
     @property
     def out_channels(self) -> int:
@@ -144,38 +136,36 @@ class QConv2d(nn.Module):
     def kernel_size(self) -> int:
         return self.weight.shape[-1]
 
-    def forward(self, x: Tensor, bn: nn.Module | None = None) -> Tensor:
+    def forward(self, x: Tensor, op: Conv, bn: nn.Module | None = None) -> Tensor:
         """The conv. In evaluation with quantization on it is ``integer_conv2d`` (with ``bn``
         folded in when given), as the integer export runs it; otherwise fake-quantized float."""
         if _integer_mode(self):
-            return integer_conv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant,
-                                  self.weight_quant, None if bn is None else bn_params(bn, self.out_channels))
-        y = qconv2d(x, self.weight, self.bias, self.stride, self.groups, self.act_quant, self.weight_quant)
+            return integer_conv2d(x, self.weight, self.bias, op, self.act_quant, self.weight_quant,
+                                  None if bn is None else bn_params(bn, self.out_channels))
+        y = qconv2d(x, self.weight, self.bias, op, self.act_quant, self.weight_quant)
         return y if bn is None else bn(y)
 
     def extra_repr(self) -> str:
-        return (f"{self.label}: {self.in_channels}->{self.out_channels}, k={self.kernel_size}, "
-                f"stride={self.stride}, groups={self.groups}")
+        return f"{self.label}: weight {tuple(self.weight.shape)}"
 
 
 class ElasticQConv2d(nn.Module):
-    """A fake-quantized conv whose kernel size, output width and bit widths are chosen at run time.
+    """A fake-quantized conv whose kernel size, width and bit widths are chosen at run time.
 
     Smaller kernels are the centre of the next larger one passed through a learned
     kernel-transform matrix (METHOD.md §4, after Once-for-All); fewer channels are the first
-    channels. A depthwise conv follows its input's width. Input channels always follow ``x``.
+    channels. Which ones a forward uses is the plan's: ``forward(x, op)`` slices by ``op``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, kernel_sizes: Sequence[int] = (1,),
-                 stride: int = 1, depthwise: bool = False, wbits: Sequence[int] = (8,),
-                 abits: Sequence[int] = (8,), signed_input: bool = False, bias: bool = False,
-                 act_init_clip: float = 4.0, learn_weight_clip: bool = False, label: str = "") -> None:
+                 depthwise: bool = False, wbits: Sequence[int] = (8,), abits: Sequence[int] = (8,),
+                 signed_input: bool = False, bias: bool = False, act_init_clip: float = 4.0,
+                 learn_weight_clip: bool = False, label: str = "") -> None:
         super().__init__()
         if depthwise and in_channels != out_channels:
             raise ValueError("a depthwise conv has as many outputs as inputs")
         self.kernel_sizes = tuple(sorted(kernel_sizes))
         kmax = self.kernel_sizes[-1]
-        self.stride = stride
         self.depthwise = depthwise
         self.label = label
         self.max_out = out_channels
@@ -189,31 +179,20 @@ class ElasticQConv2d(nn.Module):
         })
         self.act_quant = PACTActivationQuant(abits, signed=signed_input, init_alpha=act_init_clip)
         self.weight_quant = PerChannelWeightQuant(wbits, out_channels, learn_clip=learn_weight_clip)
-        self.active_out = out_channels
-        self.active_kernel = kmax
 
-    def set_active(self, *, out_channels: int | None = None, kernel: int | None = None,
-                   wbits: int | None = None, abits: int | None = None) -> None:
-        if out_channels is not None:
-            if not 1 <= out_channels <= self.max_out:
-                raise ValueError(f"{self.label}: {out_channels} output channels, at most {self.max_out}")
-            self.active_out = out_channels
-        if kernel is not None:
-            if kernel not in self.kernel_sizes:
-                raise ValueError(f"{self.label}: kernel {kernel} not in {list(self.kernel_sizes)}")
-            self.active_kernel = kernel
-        if wbits is not None:
-            self.weight_quant.set_bits(wbits)
-        if abits is not None:
-            self.act_quant.set_bits(abits)
+    def set_bits(self, wbits: int, abits: int) -> None:
+        self.weight_quant.set_bits(wbits)
+        self.act_quant.set_bits(abits)
 
-    def active_weight(self, in_channels: int) -> Tensor:
-        """The float weight of the active subnet: the one slicing routine for forward and freeze."""
-        out = in_channels if self.depthwise else self.active_out
-        weight = self.weight[:out] if self.depthwise else self.weight[:out, :in_channels]
+    def active_weight(self, op: Conv) -> Tensor:
+        """The float weight ``op`` uses: the one slicing routine for forward and freeze."""
+        if op.cout > self.max_out or op.kernel not in self.kernel_sizes:
+            raise ValueError(f"{self.label}: the plan asks for {op.cout} channels and kernel {op.kernel}; "
+                             f"this conv has at most {self.max_out} and kernels {list(self.kernel_sizes)}")
+        weight = self.weight[:op.cout] if self.depthwise else self.weight[:op.cout, :op.cin // op.groups]
         kernel = self.kernel_sizes[-1]
         for small in reversed(self.kernel_sizes[:-1]):
-            if self.active_kernel > small:
+            if op.kernel > small:
                 break
             centre = centre_crop(weight, small)
             transform = self.transforms[f"{kernel}to{small}"]
@@ -224,31 +203,27 @@ class ElasticQConv2d(nn.Module):
     def active_bias(self, out_channels: int) -> Tensor | None:
         return None if self.bias is None else self.bias[:out_channels]
 
-    def forward(self, x: Tensor, bn: nn.Module | None = None) -> Tensor:
-        """The active conv (then ``bn`` if given); ``integer_conv2d`` in evaluation with quantization on."""
-        weight = self.active_weight(x.shape[1])
-        groups = x.shape[1] if self.depthwise else 1
-        bias = self.active_bias(weight.shape[0])
+    def forward(self, x: Tensor, op: Conv, bn: nn.Module | None = None) -> Tensor:
+        """The conv ``op`` (then ``bn`` if given); ``integer_conv2d`` in evaluation with quantization on."""
+        weight = self.active_weight(op)
+        bias = self.active_bias(op.cout)
         if _integer_mode(self):
-            return integer_conv2d(x, weight, bias, self.stride, groups, self.act_quant, self.weight_quant,
-                                  None if bn is None else bn_params(bn, weight.shape[0]))
-        y = qconv2d(x, weight, bias, self.stride, groups, self.act_quant, self.weight_quant)
+            return integer_conv2d(x, weight, bias, op, self.act_quant, self.weight_quant,
+                                  None if bn is None else bn_params(bn, op.cout))
+        y = qconv2d(x, weight, bias, op, self.act_quant, self.weight_quant)
         return y if bn is None else bn(y)
 
-    def freeze(self, in_channels: int) -> QConv2d:
-        """The active subnet's conv as a static ``QConv2d`` holding copies of the active tensors."""
+    def freeze(self, op: Conv) -> QConv2d:
+        """The conv ``op`` as a static ``QConv2d`` holding copies of the active tensors."""
         with torch.no_grad():
-            weight = self.active_weight(in_channels).detach().clone()
-            bias = self.active_bias(weight.shape[0])
+            weight = self.active_weight(op).detach().clone()
+            bias = self.active_bias(op.cout)
             bias = None if bias is None else bias.detach().clone()
-        groups = in_channels if self.depthwise else 1
-        return QConv2d(weight, bias, self.stride, groups, self.act_quant.frozen(),
-                       self.weight_quant.frozen(weight.shape[0]), self.label)
+        return QConv2d(weight, bias, self.act_quant.frozen(), self.weight_quant.frozen(op.cout), self.label)
 
     def extra_repr(self) -> str:
         kind = "depthwise" if self.depthwise else "dense"
-        return (f"{self.label}: {kind}, out<={self.max_out}, kernels={list(self.kernel_sizes)}, "
-                f"stride={self.stride}")
+        return f"{self.label}: {kind}, out<={self.max_out}, kernels={list(self.kernel_sizes)}"
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):

@@ -10,11 +10,13 @@ from typing import Any
 import torch
 
 from qnas.errors import CheckpointError
-from qnas.space import atomic_write_bytes
+from qnas.space.policy import atomic_write_bytes
+from qnas.supernet.network import upgrade_state_dict
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
-CHECKPOINT_FORMAT = "qnas-checkpoint/1"
+CHECKPOINT_FORMAT = "qnas-checkpoint/2"  # 2: modules named by conv label (qnas.supernet.network)
+OLDER_FORMATS = ("qnas-checkpoint/1",)
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -36,6 +38,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable qnas checkpoint (truncated or foreign?): "
                               f"{reason[:160]}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, *OLDER_FORMATS):
         raise CheckpointError(f"{path} is not a qnas checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    if state["format"] != CHECKPOINT_FORMAT:  # qnas 0.1: module names of the hand-written network
+        state["model"] = upgrade_state_dict(state.get("model", {}))
+        if isinstance(state.get("space"), dict):
+            state["space"].setdefault("network", "segnas")
+        state["format"] = CHECKPOINT_FORMAT
     return state

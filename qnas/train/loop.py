@@ -10,7 +10,17 @@ from torch import Tensor, nn
 
 from qnas.data import ConfusionMeter
 
-__all__ = ["poly_lr", "train_epochs", "evaluate"]
+__all__ = ["poly_lr", "train_epochs", "evaluate", "loader_ignore_index"]
+
+
+def loader_ignore_index(loader: object, ignore_index: int | None = None) -> int:
+    """``ignore_index`` if given, else the one the loader's dataset declares."""
+    if ignore_index is not None:
+        return int(ignore_index)
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "ignore_index"):
+        raise ValueError("the loader's dataset declares no ignore_index; pass ignore_index")
+    return int(dataset.ignore_index)
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> float:
@@ -19,9 +29,11 @@ def poly_lr(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> 
 
 
 def train_epochs(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], epochs: int, lr: float, *,
-                 ignore_index: int = 255, weight_decay: float = 4e-5, optimizer: str = "sgd",
+                 ignore_index: int | None = None, weight_decay: float = 4e-5, optimizer: str = "sgd",
                  on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """SGD with momentum (the thesis's) or Adam, poly LR, cross-entropy; returns every step's loss."""
+    """SGD with momentum (the thesis's) or Adam, poly LR, cross-entropy (labels equal to the dataset's
+    ignore index left out); returns every step's loss."""
+    ignore_index = loader_ignore_index(loader, ignore_index)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
@@ -49,9 +61,10 @@ def train_epochs(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], epoc
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], num_classes: int,
-             ignore_index: int = 255) -> ConfusionMeter:
-    """Confusion matrix of the model's argmax predictions over ``loader`` (eval mode)."""
-    meter = ConfusionMeter(num_classes, ignore_index)
+             ignore_index: int | None = None) -> ConfusionMeter:
+    """Confusion matrix of the model's argmax predictions over ``loader`` (eval mode); labels equal to
+    ``ignore_index`` (default: the loader's dataset's ``ignore_index``) are left out."""
+    meter = ConfusionMeter(num_classes, loader_ignore_index(loader, ignore_index))
     was_training = model.training
     model.eval()
     for images, labels in loader:

@@ -7,8 +7,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from qnas.data import ConfusionMeter
-from qnas.supernet import SegNet, Supernet, freeze, recalibrate_bn
+from qnas.data.metrics import ConfusionMeter
+from qnas.supernet.bn import recalibrate_bn
+from qnas.supernet.freeze import freeze
+from qnas.supernet.network import SegNet, Supernet
 from qnas.train.loop import evaluate
 
 __all__ = ["cut_subnet", "evaluate_subnet", "score", "SubnetScore", "SupernetEvaluator"]
@@ -33,11 +35,13 @@ def score(meter: ConfusionMeter) -> SubnetScore:
 
 
 def evaluate_subnet(supernet: Supernet, genome: Mapping[str, int], bn_images: Sequence[Tensor] | None,
-                    loader: Iterable[tuple[Tensor, Tensor]], num_classes: int) -> SubnetScore:
-    """mIoU, per-class IoU and pixel accuracy of a cut, BN-recalibrated subnet on ``loader``."""
+                    loader: Iterable[tuple[Tensor, Tensor]], num_classes: int,
+                    ignore_index: int | None = None) -> SubnetScore:
+    """mIoU, per-class IoU and pixel accuracy of a cut, BN-recalibrated subnet on ``loader`` (labels equal
+    to ``ignore_index``, by default the loader's dataset's, left out)."""
     with torch.no_grad():
         subnet = cut_subnet(supernet, genome, bn_images)
-        return score(evaluate(subnet, loader, num_classes))
+        return score(evaluate(subnet, loader, num_classes, ignore_index))
 
 
 class SupernetEvaluator:
@@ -46,16 +50,19 @@ class SupernetEvaluator:
     ``costs(genome)`` adds whatever the search should record beside it (BitOps, latency, ...).
     """
 
-    def __init__(self, supernet: Supernet, bn_images: Sequence[Tensor], loader: Iterable[tuple[Tensor, Tensor]],
-                 num_classes: int, costs: Callable[[Mapping[str, int]], Mapping[str, float]] | None = None) -> None:
+    def __init__(self, supernet: Supernet, bn_images: Sequence[Tensor] | None, loader: Iterable[tuple[Tensor, Tensor]],
+                 num_classes: int, costs: Callable[[Mapping[str, int]], Mapping[str, float]] | None = None,
+                 ignore_index: int | None = None) -> None:
         self.supernet = supernet
         self.bn_images = bn_images
         self.loader = loader
         self.num_classes = num_classes
         self.costs = costs
+        self.ignore_index = ignore_index
 
     def __call__(self, genome: Mapping[str, int]) -> dict[str, float]:
-        result = evaluate_subnet(self.supernet, genome, self.bn_images, self.loader, self.num_classes)
+        result = evaluate_subnet(self.supernet, genome, self.bn_images, self.loader, self.num_classes,
+                                 self.ignore_index)
         metrics = {"miou": result["miou"], "pixel_acc": result["pixel_acc"]}
         if self.costs is not None:
             metrics.update(self.costs(genome))

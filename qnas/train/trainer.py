@@ -23,15 +23,12 @@ from torch.utils.data import Dataset
 
 from qnas.config import TrainConfig
 from qnas.errors import CheckpointError
-from qnas.supernet import Supernet
+from qnas.supernet.network import Supernet
 from qnas.train.checkpoint import load_checkpoint, save_checkpoint
 from qnas.train.loop import poly_lr
 from qnas.train.schedule import Stage, step_genomes
 
 __all__ = ["TrainMonitor", "Position", "Trainer", "distill_loss", "batch_indices"]
-
-IGNORE_INDEX = 255
-
 
 class TrainMonitor(Protocol):
     """What a trainer reports; the CLI draws rich progress bars from it, tests ignore it."""
@@ -94,7 +91,10 @@ class _TrainForward(nn.Module):
 
 
 class Trainer:
-    """Runs ``stages`` on ``supernet`` with one optimizer, checkpointing to ``checkpoint_path``."""
+    """Runs ``stages`` on ``supernet`` with one optimizer, checkpointing to ``checkpoint_path``.
+
+    Labels equal to the dataset's ``ignore_index`` do not count in the loss.
+    """
 
     def __init__(self, supernet: Supernet, stages: Sequence[Stage], cfg: TrainConfig, dataset: Dataset, *,
                  seed: int, checkpoint_path: str | Path, monitor: TrainMonitor | None = None,
@@ -105,6 +105,7 @@ class Trainer:
         self.stages = list(stages)
         self.cfg = cfg
         self.dataset = dataset
+        self.ignore_index = int(dataset.ignore_index)
         self.seed = seed
         self.checkpoint_path = Path(checkpoint_path)
         self.monitor = monitor or _SilentMonitor()
@@ -187,7 +188,7 @@ class Trainer:
             for b in range(first, per_epoch):
                 lr = poly_lr(stage.lr, epoch * per_epoch + b, total)
                 tic = time.perf_counter()
-                loss = self._step(stage, *self._batch(batches[b]), lr)
+                loss = self.step(stage, *self._batch(batches[b]), lr)
                 losses.append(loss)
                 self.monitor.step_done(loss, lr, self.cfg.batch_size * self.world / (time.perf_counter() - tic))
                 self.position = Position(index, epoch, b + 1, self.position.step + 1)
@@ -207,7 +208,10 @@ class Trainer:
         labels = torch.stack([y for _, y in items]).to(self.device)
         return images, labels
 
-    def _step(self, stage: Stage, images: Tensor, labels: Tensor, lr: float) -> float:
+    def step(self, stage: Stage, images: Tensor, labels: Tensor, lr: float) -> float:
+        """One optimizer step of ``stage`` on a batch at learning rate ``lr``: every subnet the step
+        trains (the sandwich of ``step_genomes``, drawn from the run's position) forward and backward,
+        the largest's soft output distilled into the others; returns the mean loss."""
         cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -221,10 +225,10 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.distributed else self.forward.no_sync()
             with sync:
                 logits, aux = self.forward(images)
-                loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+                loss = F.cross_entropy(logits, labels, ignore_index=self.ignore_index)
                 if cfg.aux_weight:
                     loss = loss + cfg.aux_weight * sum(
-                        F.cross_entropy(a, labels, ignore_index=IGNORE_INDEX) for a in aux)
+                        F.cross_entropy(a, labels, ignore_index=self.ignore_index) for a in aux)
                 if teacher is not None and cfg.distill_weight:
                     loss = loss + cfg.distill_weight * distill_loss(logits, teacher, cfg.distill_temperature)
                 (loss / len(genomes)).backward()

@@ -69,6 +69,12 @@ BAD_CONFIGS = {
     "unknown key": (lambda c: c["space"].update({"width_mult": 2}), "space.width_mult: unknown key"),
     "non-numeric width": (lambda c: c["space"].update({"stage_channels": [32, "wide", 64]}),
                           "space.stage_channels[1]: expected an integer, got 'wide'"),
+    "unknown dataset": (lambda c: c["data"].update({"dataset": "imagenet"}),
+                        "data.dataset: 'imagenet' is not allowed; allowed: ['cityscapes', 'digits']"),
+    "class count": (lambda c: c["space"].update({"num_classes": 19}),
+                    "space.num_classes: 19 does not match data.dataset 'digits', which has 11 classes"),
+    "unknown network": (lambda c: c["space"].update({"network": "resnet"}),
+                        "space.network: 'resnet' is not registered; registered: ['segnas']"),
 }
 
 
@@ -76,27 +82,44 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "qnas.cli.main", *args], capture_output=True, text=True, cwd=ROOT)
 
 
+def _one_line_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("case", sorted(BAD_POLICIES))
-def test_bad_policy_is_one_line_exit_2(case: str, tmp_path: Path) -> None:
+def test_bad_policy_is_one_line_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     edit, message = BAD_POLICIES[case]
-    proc = _run_cli("cost", "--config", CONFIG, "--policy", _edited_policy(tmp_path, edit))
-    assert proc.returncode == 2
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    _one_line_exit_2(["cost", "--config", CONFIG, "--policy", _edited_policy(tmp_path, edit)], message, capsys)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
-def test_bad_config_is_one_line_exit_2(case: str, tmp_path: Path) -> None:
+def test_bad_config_is_one_line_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     edit, message = BAD_CONFIGS[case]
-    proc = _run_cli("sample", "--config", _edited_config(tmp_path, edit))
-    assert proc.returncode == 2
-    assert message in proc.stderr
+    _one_line_exit_2(["sample", "--config", _edited_config(tmp_path, edit)], message, capsys)
+
+
+def test_a_bad_input_is_one_line_in_a_real_process(tmp_path: Path) -> None:
+    """The same contract through the installed entry point: stderr is the one line, nothing else."""
+    edit, message = BAD_POLICIES["5-bit layer"]
+    proc = _run_cli("cost", "--config", CONFIG, "--policy", _edited_policy(tmp_path, edit))
+    assert proc.returncode == 2 and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = _run_cli("export", "--format", "tensorrt")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "invalid choice" in proc.stderr
 
 
-def test_help_explains_every_command() -> None:
-    proc = _run_cli("--help")
-    assert proc.returncode == 0 and "sample" in proc.stdout and "cost" in proc.stdout
-    for command in ("sample", "cost"):
-        proc = _run_cli(command, "--help")
-        assert proc.returncode == 0 and "--config" in proc.stdout
+def test_help_explains_every_command(capsys: pytest.CaptureFixture) -> None:
+    from qnas.cli.main import COMMANDS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(c.name in out for c in COMMANDS)
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([command.name, "--help"])
+        out = capsys.readouterr().out
+        assert exc.value.code == 0 and "--config" in out and command.description.split()[0] in out

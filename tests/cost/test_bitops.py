@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from qnas.cost import genome_cost
-from qnas.space import SearchSpace, SpaceSpec, conv_layers
+from qnas.space import SearchSpace, SpaceSpec, network_plan
 
 
 def test_hand_computed_example() -> None:
@@ -23,7 +23,7 @@ def test_hand_computed_example() -> None:
     assert cost.macs == 13824 + searchable + 64
     assert cost.bitops == 13824 * 4 * 8 + searchable * 16 + 64 * 64
     assert cost.bitops_searchable == cost.bitops - 64 * 64
-    layers = {layer.name: layer for layer in conv_layers(spec, g, 32, 32)}
+    layers = {op.label: op for op in network_plan(spec, g, 32, 32).convs()}
     assert layers["s1.b1.dw"].groups == 6 and layers["classifier"].bias
 
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from qnas.data.cityscapes import Cityscapes, label_lookup_table
-from qnas.data.loaders import build_dataset
+from qnas.config import DataConfig
+from qnas.data.registry import build_split
 from qnas.errors import DataError
 
 H, W = 16, 32
@@ -117,16 +118,11 @@ def test_half_given_size_is_rejected(tree: Path) -> None:
         Cityscapes(tree, "train", height=8)
 
 
-def test_build_dataset(tree: Path) -> None:
-    ds = build_dataset(
-        "cityscapes", "train", 8, 16, n=None, seed=0, root=str(tree), exclude_cities=["bochum"]
-    )
-    assert isinstance(ds, Cityscapes) and len(ds) == 2 and ds[0][0].shape == (3, 8, 16)
-    digits = build_dataset("digits", "val", 24, 24, n=2, seed=0, root=None, clutter=0.3)
-    assert len(digits) == 2 and digits[0][1].shape == (24, 24)
-    with pytest.raises(DataError, match="allowed: \\['digits', 'cityscapes'\\]"):
-        build_dataset("voc", "train", 8, 8, n=1, seed=0, root=None)
-    with pytest.raises(DataError, match="needs n"):
-        build_dataset("digits", "train", 8, 8, n=None, seed=0, root=None)
-    with pytest.raises(DataError, match="needs root"):
-        build_dataset("cityscapes", "train", 8, 8, n=None, seed=0, root=None)
+def test_registered_splits_hold_out_the_search_city(tree: Path) -> None:
+    data = DataConfig(dataset="cityscapes", root=str(tree), train_size=(32, 64), eval_size=(32, 32),
+                      search_val_city="bochum")
+    train, search = build_split(data, "train"), build_split(data, "search")
+    assert isinstance(train, Cityscapes) and train.cities == ["aachen"] and search.cities == ["bochum"]
+    assert train[0][0].shape == (3, 32, 64) and search[0][1].shape == (32, 32)
+    with pytest.raises(DataError, match="needs data.root"):
+        build_split(DataConfig(dataset="cityscapes"), "train")

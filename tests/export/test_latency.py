@@ -10,9 +10,9 @@ import pytest
 
 from qnas.cli.main import main
 from qnas.cost.latency import LatencyTable, LatencyTableError, network_blocks, space_blocks
-from qnas.export.latency import FLOAT_CONV_OPS, INTEGER_CONV_OPS, build_table, get_backend, measure_network
-from qnas.export.network import RandomLayers, block_graph, network_graph
-from qnas.space import SearchSpace
+from qnas.export.latency import BACKENDS, FLOAT_CONV_OPS, INTEGER_CONV_OPS, build_table, get_backend, measure_network
+from qnas.export.network import RandomLayers, network_graph, unit_graph
+from qnas.space import SearchSpace, network_plan, space_units
 
 HERE = Path(__file__).resolve().parent
 TINY = str(HERE.parent / "cli" / "tiny.yaml")
@@ -36,8 +36,8 @@ def test_table_has_every_block(table_path: Path, small_space: SearchSpace) -> No
 
 def test_every_conv_of_every_block_is_integer(small_space: SearchSpace) -> None:
     backend = get_backend("ort-cpu", 1)
-    for i, block in enumerate(space_blocks(small_space.spec, *RES)):
-        model = block_graph(small_space.spec, block, RES, RandomLayers(i)).model()
+    for i, (block, plan) in enumerate(space_units(small_space.spec, *RES)):
+        model = unit_graph(plan, block.label, RandomLayers(i)).model()
         written = [n.op_type for n in model.graph.node]
         ops = backend.optimized_ops(model)
         assert not set(ops) & FLOAT_CONV_OPS, (block.key, ops)
@@ -78,7 +78,7 @@ def test_resume_refuses_another_device(table_path: Path, small_space: SearchSpac
 
 def test_whole_network_graph_is_integer_and_runs(small_space: SearchSpace) -> None:
     backend = get_backend("ort-cpu", 1)
-    model = network_graph(small_space.spec, small_space.largest(), *RES, RandomLayers(0)).model()
+    model = network_graph(network_plan(small_space.spec, small_space.largest(), *RES), RandomLayers(0)).model()
     assert not set(backend.optimized_ops(model)) & FLOAT_CONV_OPS
     assert measure_network(small_space.spec, small_space.smallest(), RES, backend, 1, 2) > 0
 
@@ -101,3 +101,13 @@ def test_cli_table_cost_and_check(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["cost", "--config", TINY, "--policy", w8, "--lut", str(lut)]) == 2
     assert "another device" in capsys.readouterr().err
     assert main(["cost", "--config", TINY, "--policy", w8, "--lut", str(lut), "--force-lut", "--json"]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_every_backend_times_an_integer_unit_and_names_its_device(name: str, small_space: SearchSpace) -> None:
+    backend = get_backend(name, 1)
+    fingerprint = backend.fingerprint()
+    assert fingerprint["backend"] == name and fingerprint["threads"] == 1
+    unit, plan = space_units(small_space.spec, *RES)[1]
+    measurement = backend.measure(unit_graph(plan, unit.label, RandomLayers(0)).model(), 1, 3)
+    assert measurement.median_ms > 0 and len(measurement.runs_ms) == 3

@@ -9,7 +9,7 @@ from onnx import TensorProto
 from qnas.export.latency import FLOAT_CONV_OPS, get_backend
 from qnas.export.ort import export_ort_model, fold_batchnorm
 from qnas.space import SearchSpace
-from qnas.supernet import ConvBNAct
+from qnas.space import network_plan
 from qnas.train import cut_subnet
 from tests.export.conftest import check_codes, codes_at_every_conv, export_genomes
 
@@ -24,7 +24,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
     worst = 0.0
     for genome in export_genomes(small_space):
         subnet = cut_subnet(supernet, genome, images)
-        model = export_ort_model(subnet, small_space.spec, genome, 48, 48)
+        model = export_ort_model(subnet, 48, 48)
         code_tensors = [n.input[0] for n in model.graph.node if n.op_type in ("QLinearConv", "ConvInteger")]
         for i in range(len(val)):
             pairs, ref, out = codes_at_every_conv(subnet, model, val[i][0][None], code_tensors,
@@ -43,27 +43,29 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
 
 def test_batchnorm_folding_keeps_codes_and_folds_scales(trained, small_space: SearchSpace) -> None:
     supernet, images, _ = trained
-    subnet = cut_subnet(supernet, small_space.largest(), images)
-    for block in (m for m in subnet.modules() if isinstance(m, ConvBNAct)):
-        block.bn.weight.data[0] = -abs(float(block.bn.weight.data[0]))  # a negative gamma flips codes
-        codes, scale = block.conv.weight_quant.codes(block.conv.weight)
-        folded_codes, folded_scale, bias = fold_batchnorm(block.conv, block.bn)
-        bn = block.bn
+    genome = small_space.largest()
+    subnet = cut_subnet(supernet, genome, images)
+    for op in network_plan(small_space.spec, genome, 8, 8).convs():
+        unit = subnet.unit(op.label)
+        if unit.bn is None:
+            continue
+        conv, bn = unit.conv, unit.bn
+        bn.weight.data[0] = -abs(float(bn.weight.data[0]))  # a negative gamma flips codes
+        codes, scale = conv.weight_quant.codes(conv.weight)
+        folded_codes, folded_scale, bias = fold_batchnorm(conv, bn)
         factor = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
         signs = torch.sign(factor).numpy()
         assert np.array_equal(folded_codes, (codes.numpy() * signs.reshape(-1, 1, 1, 1)).astype(np.int8))
         np.testing.assert_allclose(folded_scale, (scale.reshape(-1).double() * factor.abs()).numpy(), rtol=1e-6)
         # folded conv == conv followed by BN (eval), on the quantized input
-        x = block.conv.act_quant(torch.randn(2, block.conv.in_channels, 8, 8).abs())
+        x = conv.act_quant(torch.randn(2, op.cin, 8, 8).abs())
+        geometry = (op.stride, op.padding, op.dilation, op.groups)
         with torch.no_grad():
-            expected = bn(torch.nn.functional.conv2d(x, block.conv.weight_quant(block.conv.weight),
-                                                     None, block.conv.stride, block.conv.kernel_size // 2, 1,
-                                                     block.conv.groups))
+            expected = bn(torch.nn.functional.conv2d(x, conv.weight_quant(conv.weight), None, *geometry))
             w = torch.from_numpy(folded_codes.astype(np.float32) * folded_scale.reshape(-1, 1, 1, 1))
-            got = torch.nn.functional.conv2d(x, w, torch.from_numpy(bias), block.conv.stride,
-                                             block.conv.kernel_size // 2, 1, block.conv.groups)
+            got = torch.nn.functional.conv2d(x, w, torch.from_numpy(bias), *geometry)
         # equal up to the int32 bias: at most half a step of the accumulator grid per channel
-        step = (block.conv.act_quant.grid_scale() * torch.from_numpy(folded_scale)).reshape(1, -1, 1, 1)
+        step = (conv.act_quant.grid_scale() * torch.from_numpy(folded_scale)).reshape(1, -1, 1, 1)
         assert torch.all((got - expected).abs() <= 0.5 * step + 1e-5)
 
 
@@ -75,6 +77,7 @@ def test_qlinearconv_sums_do_not_saturate_on_any_cpu() -> None:
 
     from qnas.export.graph import Grid, LayerParams
     from qnas.export.qlinear import QLinearGraph
+    from qnas.space import Conv
 
     for cin, groups in ((3, 1), (16, 16), (64, 1)):
         exact = (cin // groups) * 9 * 255 * 127
@@ -82,7 +85,9 @@ def test_qlinearconv_sums_do_not_saturate_on_any_cpu() -> None:
         x = g.quantized_input("x", (1, cin, 8, 8), Grid.unsigned(1.0))
         codes = np.full((16, cin // groups, 3, 3), 127, np.int8)
         layer = LayerParams(codes, np.ones(16, np.float32), None, x.grid)
-        g.output(g.dequantize(g.conv(x, layer, 1, groups, Grid.unsigned(exact / 200))), "y")
+        op = Conv(label="c", inputs=("x",), channels=16, hw=(8, 8), cin=cin, kernel=3, groups=groups, padding=1,
+                  in_hw=(8, 8), wbits=8, abits=8)
+        g.output(g.dequantize(g.conv(x, layer, op, Grid.unsigned(exact / 200))), "y")
         session = ort.InferenceSession(g.model().SerializeToString(), providers=["CPUExecutionProvider"])
         y = session.run(None, {"x": np.full((1, cin, 8, 8), 255, np.uint8)})[0]
         assert abs(float(y[0, 0, 4, 4]) - exact) <= 1e-6 * exact, (cin, groups, float(y[0, 0, 4, 4]), exact)

@@ -47,7 +47,7 @@ def test_trt_file_follows_the_rules_and_computes_exactly_what_the_widened_model_
     supernet, images, val = trained
     for genome in export_genomes(small_space):
         subnet = cut_subnet(supernet, genome, images)
-        model = export_trt_model(subnet, small_space.spec, genome, 48, 48)
+        model = export_trt_model(subnet, 48, 48)
         check_trt_rules(model)
         widened = widen_for_int8(subnet).eval()
         assert not any(q.active_bits == 8 and not q.signed for q in widened.modules()
@@ -72,7 +72,7 @@ def test_tensorrt_builds_an_int8_engine_from_the_file(trained, small_space) -> N
     supernet, images, _ = trained
     genome = export_genomes(small_space)[3]
     subnet = cut_subnet(supernet, genome, images)
-    model = export_trt_model(subnet, small_space.spec, genome, 48, 48)
+    model = export_trt_model(subnet, 48, 48)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)

@@ -96,16 +96,10 @@ def _values(name: str, shape: tuple, kind: str) -> np.ndarray:
 
 def named_tensors(supernet) -> dict:
     """Every parameter and BatchNorm buffer of the supernet by '{conv label}:{role}' (aux heads by path)."""
-    from qnas.supernet import ConvBNAct
-
     out = {}
-    for module in supernet.modules():
-        if isinstance(module, ConvBNAct):
-            label = module.conv.label
-            for name, t in module.state_dict(keep_vars=True).items():
-                out[f"{label}:{name}"] = t
-    for name, t in supernet.classifier.state_dict(keep_vars=True).items():
-        out[f"classifier:conv.{name}"] = t
+    for label, unit in supernet.units.items():
+        for name, t in unit.state_dict(keep_vars=True).items():
+            out[f"{label}:{name}"] = t
     for name, t in supernet.aux_heads.state_dict(keep_vars=True).items():
         out[f"aux:{name}"] = t
     return out
@@ -196,15 +190,13 @@ def export_values(qonnx_runs: tuple[int, ...] = tuple(range(6))) -> list:
     """Export values of the 6 genomes; qonnx's Python executor (about 12 s a file) runs ``qonnx_runs`` only."""
     import torch
 
-    from qnas.cli.export_commands import export_subnet
-    from qnas.config import Config
+    from qnas.export.profiles import get_profile
     from qnas.space import SearchSpace, SpaceSpec
     from qnas.train import cut_subnet
 
     spec = SpaceSpec(**SMALL_SPEC)
     space = SearchSpace(spec)
     supernet = synthetic_supernet(spec)
-    config = Config(space=spec)
     x = np.random.default_rng(7).random((1, 3, *EXPORT_HW), dtype=np.float32)
     out = []
     for index, genome in enumerate(export_genomes(space)):
@@ -215,7 +207,7 @@ def export_values(qonnx_runs: tuple[int, ...] = tuple(range(6))) -> list:
             entry["supernet"] = digest(supernet(torch.from_numpy(x)).numpy())
             entry["frozen"] = digest(subnet(torch.from_numpy(x)).numpy())
         for fmt in ("qonnx", "ort", "trt", "onnx-fp32"):
-            model = export_subnet(config, subnet, genome, fmt, *EXPORT_HW)
+            model = get_profile(fmt).export(subnet, *EXPORT_HW)
             entry[fmt] = {"node_types": [n.op_type for n in model.graph.node],
                           "canonical_node_types": canonical_node_types(model), "graph": graph_digest(model)}
             if fmt == "qonnx" and index not in qonnx_runs:
@@ -264,7 +256,7 @@ def search_values(tmp: Path) -> dict:
     supernet = synthetic_supernet(spec)
     val = DigitScenes("val", 4, 32, 32, seed=0)
     loader = [(torch.stack([val[i][0] for i in range(4)]), torch.stack([val[i][1] for i in range(4)]))]
-    evaluator = SupernetEvaluator(supernet, None, loader, spec.num_classes)
+    evaluator = SupernetEvaluator(supernet, None, loader, spec.num_classes, ignore_index=255)
     settings = SearchSettings(population=6, parents=3, mutants=3, crossovers=3, generations=2, seed=11)
     w8s = genome_cost(spec, small.uniform(8, 3, 6, 3), 64, 64).bitops
     small_budget = Constraint("bitops", lambda g: genome_cost(spec, g, 64, 64).bitops, 0.5 * w8s)

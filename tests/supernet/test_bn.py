@@ -43,9 +43,10 @@ def test_recalibration_replaces_statistics_and_restores_accuracy(small_space: Se
     assert all(torch.equal(state[k], v) for k, v in weights.items())  # only statistics change
     assert [m.momentum for m in norms] == momenta and not model.training
     # The statistics are the exact batch statistics of the first BN's input.
+    stem = model.plan(64, 64).op("stem.conv")
     with torch.no_grad():
-        x = model.stem.conv.conv(images[0])
-    torch.testing.assert_close(model.stem.conv.bn.running_mean, x.mean((0, 2, 3)))
+        x = model.layer("stem.conv")(images[0], stem)
+    torch.testing.assert_close(model.unit("stem.conv").bn.running_mean, x.mean((0, 2, 3)))
 
 
 def test_recalibrating_the_supernet_equals_recalibrating_the_cut_subnet(small_space: SearchSpace, rng) -> None:

@@ -9,7 +9,8 @@ from torch import nn
 
 from qnas.cost import genome_cost
 from qnas.space import SearchSpace
-from qnas.supernet import NETWORKS, ElasticBatchNorm2d, ElasticQConv2d, QConv2d, build_supernet, freeze
+from qnas.space import NETWORKS, network_plan
+from qnas.supernet import ElasticBatchNorm2d, ElasticQConv2d, QConv2d, build_supernet, freeze
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,9 @@ def test_frozen_model_is_static(trained_like_supernet, small_space: SearchSpace)
     assert not any("transform" in name for name, _ in frozen.named_parameters())
     for conv in frozen.quantized_layers():
         assert len(conv.act_quant.bits_choices) == 1 and len(conv.weight_quant.bits_choices) == 1
-    assert [len(stage) for stage in frozen.stages] == [genome[f"s{s}.depth"] for s in (1, 2, 3)]
+    assert set(frozen.units) == {op.label for op in network_plan(small_space.spec, genome, 64, 64).convs()}
+    assert {label.split(".")[1] for label in frozen.units if label.startswith("s2.")} == {
+        f"b{b}" for b in range(genome["s2.depth"])}
 
 
 def test_quantization_is_on_and_matters(trained_like_supernet, small_space: SearchSpace) -> None:
@@ -81,16 +84,18 @@ def test_quantization_is_on_and_matters(trained_like_supernet, small_space: Sear
     assert not torch.equal(y8, yf)
 
 
-def _hook_count(model: nn.Module, x: torch.Tensor) -> tuple[int, int, int]:
+def _counted(model, x: torch.Tensor) -> tuple[int, int, int]:
+    """MACs and BitOps counted from the output shapes and weights the frozen model really computes with."""
     macs = bitops = 0
 
-    def count(conv: QConv2d, inputs: tuple, out: torch.Tensor) -> None:
+    def count(unit, inputs: tuple, out: torch.Tensor) -> None:
         nonlocal macs, bitops
-        m = out[0].numel() * (conv.in_channels // conv.groups) * conv.kernel_size**2
+        conv = unit.conv
+        m = out[0].numel() * conv.weight[0].numel()
         macs += m
         bitops += m * conv.weight_quant.active_bits * conv.act_quant.active_bits
 
-    hooks = [c.register_forward_hook(count) for c in model.quantized_layers()]
+    hooks = [unit.register_forward_hook(count) for unit in model.units.values()]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -104,7 +109,7 @@ def test_analytic_cost_equals_hook_count(small_space: SearchSpace) -> None:
     net = build_supernet(small_space.spec).eval()
     x = torch.zeros(1, 3, 32, 64)
     for genome in _genomes(small_space, 50):
-        macs, bitops, params = _hook_count(freeze(net, genome), x)
+        macs, bitops, params = _counted(freeze(net, genome), x)
         cost = genome_cost(small_space.spec, genome, 32, 64)
         assert (macs, bitops, params) == (cost.macs, cost.bitops, cost.params)
 
@@ -114,10 +119,10 @@ def test_weight_sharing_slices_the_same_tensor(small_space: SearchSpace) -> None
     genome = small_space.uniform(8, 3, 3, 2)
     frozen = freeze(net, genome)
     big = net.layer("s2.b0.pw1")
-    small = frozen.stages[1][0].pw1.conv
+    small = frozen.layer("s2.b0.pw1")
     assert torch.equal(small.weight, big.weight[: small.out_channels])
     dw_big = net.layer("s2.b0.dw")
-    dw = frozen.stages[1][0].dw.conv
+    dw = frozen.layer("s2.b0.dw")
     centre = dw_big.weight[: dw.out_channels, :, 1:4, 1:4]
     assert torch.equal(dw.weight, (centre.reshape(-1, 9) @ dw_big.transforms["5to3"]).reshape(centre.shape))
 
@@ -125,8 +130,8 @@ def test_weight_sharing_slices_the_same_tensor(small_space: SearchSpace) -> None
 def test_depth_keeps_first_blocks_and_training_updates_bn(small_space: SearchSpace) -> None:
     net = build_supernet(small_space.spec).train()
     net.set_genome(small_space.uniform(8, 3, 6, 2))
-    bn_last = net.stages[0].blocks[3].pw1.bn
-    bn_first = net.stages[0].blocks[0].dw.bn
+    bn_last = net.unit("s1.b3.pw1").bn
+    bn_first = net.unit("s1.b0.dw").bn
     before_last, before_first = bn_last.running_mean.clone(), bn_first.running_mean.clone()
     net(torch.rand(2, 3, 64, 64))
     assert torch.equal(bn_last.running_mean, before_last)
@@ -150,7 +155,9 @@ def test_gradients_reach_shared_weights_and_clips(small_space: SearchSpace) -> N
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_registered_networks_build_and_freeze(name: str, small_space: SearchSpace) -> None:
-    net = build_supernet(small_space.spec, network=name).eval()
+    from dataclasses import replace
+
+    net = build_supernet(replace(small_space.spec, network=name)).eval()
     genome = small_space.sample(np.random.default_rng(9))
     net.set_genome(genome)
     x = torch.rand(1, 3, 64, 64)

@@ -49,3 +49,24 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
 def test_missing_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_a_checkpoint_of_qnas_0_1_loads_and_computes_what_it_did() -> None:
+    """data/checkpoint_v1.pt was written by qnas 0.1 (modules stem / stages / highres / head / classifier)
+    for a tiny space; its largest subnet's output on a fixed input was recorded then."""
+    import hashlib
+
+    from qnas.config import from_dict
+    from qnas.space import SpaceSpec
+    from qnas.supernet import build_supernet
+
+    state = load_checkpoint(Path(__file__).parent / "data" / "checkpoint_v1.pt")
+    assert state["format"] == "qnas-checkpoint/2" and state["space"]["network"] == "segnas"
+    assert any(k.startswith("layers.s1.b0.pw1.") for k in state["model"])
+    net = build_supernet(from_dict(SpaceSpec, state["space"]))
+    net.load_state_dict(state["model"])
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = net.eval()(x)
+    assert hashlib.sha256(y.numpy().tobytes()).hexdigest() == (
+        "67f04e0622c185112b9d233e1d17061916705bf641c17f8a064006eb01351835")

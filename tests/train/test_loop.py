@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from qnas.data import DigitScenes, make_loader
@@ -16,6 +17,7 @@ def test_poly_lr() -> None:
     assert 0 < poly_lr(0.1, 50, 100) < 0.055
 
 
+@pytest.mark.slow  # about a minute on a 2-core CI machine
 def test_short_float_training_beats_chance_on_held_out_scenes(small_space: SearchSpace) -> None:
     """DigitScenes learnability in a test's budget: default difficulty, digits 0 and 1 only.
 

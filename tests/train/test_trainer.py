@@ -74,12 +74,12 @@ def test_training_changes_weights_and_learns_clips(small_spec: SpaceSpec, tiny_t
     before = {k: v.clone() for k, v in trainer.supernet.state_dict().items()}
     trainer.run()
     after = trainer.supernet.state_dict()
-    assert not torch.equal(before["stem.ds1.pw.conv.weight"], after["stem.ds1.pw.conv.weight"])
-    alpha = "stages.0.blocks.1.pw1.conv.act_quant.alpha"
+    assert not torch.equal(before["layers.stem.ds1.pw.conv.weight"], after["layers.stem.ds1.pw.conv.weight"])
+    alpha = "layers.s1.b1.pw1.conv.act_quant.alpha"
     assert not torch.equal(before[alpha], after[alpha])  # PACT clips learn during QAT
     # 5x5 -> 3x3 kernel transforms are trained by the subnets that use kernel 3
-    assert not torch.equal(before["stages.0.blocks.0.dw.conv.transforms.5to3"],
-                           after["stages.0.blocks.0.dw.conv.transforms.5to3"])
+    assert not torch.equal(before["layers.s1.b0.dw.conv.transforms.5to3"],
+                           after["layers.s1.b0.dw.conv.transforms.5to3"])
 
 
 def test_resume_refuses_a_checkpoint_of_another_schedule(small_spec: SpaceSpec, tiny_train: TrainConfig,

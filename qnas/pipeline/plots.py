@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["latency_scatter"]
+__all__ = ["latency_scatter", "search_scatter"]
 
 
 def _pyplot():

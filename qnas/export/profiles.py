@@ -1,0 +1,84 @@
+"""Registered export profiles: how a frozen subnet becomes an ONNX file for one kind of target.
+
+A profile is a function ``export(model, height, width) -> onnx.ModelProto`` registered with
+``@register_profile(name, ...)``. ``reference(model)`` is the model the file computes (the model
+itself, or its widened copy for int8-only engines) and ``exact`` says whether the file equals it
+bit for bit when ``run`` executes it; the CLI's ``--format`` choices and the parametrized tests
+come from this registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ExportProfile", "PROFILES", "register_profile", "get_profile", "profile_names"]
+
+# modules whose import registers the built-in profiles (imported on first lookup)
+BUILTIN = ("qnas.export.qonnx", "qnas.export.ort", "qnas.export.trt", "qnas.export.fp32")
+
+
+def _identity(model: Any) -> Any:
+    return model
+
+
+def run_onnxruntime(model: Any, x: np.ndarray) -> np.ndarray:
+    """The file's first output for input ``x``, executed by onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@dataclass(frozen=True)
+class ExportProfile:
+    name: str
+    export: Callable[..., Any]
+    help: str
+    suffix: str  # file name ending used by `qnas run` (e.g. "_int8.onnx")
+    runtime: str  # what executes it for checks
+    run: Callable[[Any, np.ndarray], np.ndarray] = run_onnxruntime
+    reference: Callable[[Any], Any] = _identity
+    exact: bool = True  # equals ``reference(model)`` bit for bit (False: float, or rounding-boundary flips)
+
+
+PROFILES: dict[str, ExportProfile] = {}
+
+
+def register_profile(name: str, *, help: str, suffix: str, runtime: str, run: Callable | None = None,
+                     reference: Callable | None = None, exact: bool = True) -> Callable:
+    """Register ``export(model, height, width) -> ModelProto`` as profile ``name``."""
+
+    def decorate(export: Callable) -> Callable:
+        if name in PROFILES:
+            raise ValueError(f"export profile {name!r} is already registered")
+        PROFILES[name] = ExportProfile(name, export, help, suffix, runtime, run or run_onnxruntime,
+                                       reference or _identity, exact)
+        return export
+
+    return decorate
+
+
+def _load_builtin() -> None:
+    for module in BUILTIN:
+        importlib.import_module(module)
+
+
+def profile_names() -> list[str]:
+    """Every registered profile: the built-in ones in ``BUILTIN`` order, then the others."""
+    _load_builtin()
+    rank = {module: i for i, module in enumerate(BUILTIN)}
+    return sorted(PROFILES, key=lambda name: rank.get(PROFILES[name].export.__module__, len(rank)))
+
+
+def get_profile(name: str) -> ExportProfile:
+    from qnas.errors import QnasError
+
+    _load_builtin()
+    if name not in PROFILES:
+        raise QnasError(f"unknown export format {name!r}; allowed: {list(PROFILES)}")
+    return PROFILES[name]

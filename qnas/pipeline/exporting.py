@@ -1,0 +1,54 @@
+"""The export stage: a trained policy as an ONNX file of a registered profile."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from qnas.export.graph import INEXACT_CONVS_KEY
+from qnas.export.profiles import get_profile
+from qnas.pipeline.context import Context
+from qnas.pipeline.runs import load_trained
+from qnas.space.genome import Genome
+from qnas.space.policy import atomic_write_bytes
+from qnas.supernet.network import SegNet
+from qnas.train.subnet import cut_subnet
+
+__all__ = ["ExportResult", "export_model", "export", "inexact_convs"]
+
+
+def export_model(subnet: SegNet, fmt: str, height: int, width: int) -> onnx.ModelProto:
+    """The ONNX model of an already cut (and BN-recalibrated) subnet in profile ``fmt``; ``subnet`` is
+    left as it is."""
+    return get_profile(fmt).export(subnet, height, width)
+
+
+def inexact_convs(model: onnx.ModelProto) -> list[str]:
+    """The convs an exported model lists as possibly rounded by float32 execution (see qnas.export.codes)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    return [label for label in props.get(INEXACT_CONVS_KEY, "").split(",") if label]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    model: onnx.ModelProto
+    size_bytes: int
+    inexact_convs: list[str]
+
+
+def export(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome, fmt: str,
+           out: str | os.PathLike[str], height: int | None = None, width: int | None = None) -> ExportResult:
+    """Cut ``genome``'s subnet from a trained run, recalibrate its BatchNorm as evaluation does, and
+    write it atomically as profile ``fmt`` at ``height`` x ``width`` (default: the deployment size)."""
+    height, width = height or ctx.deploy_hw[0], width or ctx.deploy_hw[1]
+    profile = get_profile(fmt)  # an unknown format fails before any work
+    ctx.setup_torch()
+    supernet, _ = load_trained(ctx.config, checkpoint)
+    model = profile.export(cut_subnet(supernet, genome, ctx.bn_images), height, width)
+    data = model.SerializeToString()
+    atomic_write_bytes(Path(out), data)
+    return ExportResult(Path(out), model, len(data), inexact_convs(model))

@@ -1,0 +1,90 @@
+"""Latency stages: measure the lookup table on this machine, and check it against whole networks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qnas.cost.agreement import kendall_tau, mape
+from qnas.cost.bitops import genome_cost
+from qnas.cost.latency import LatencyTable
+from qnas.errors import QnasError
+from qnas.export.latency import build_table, get_backend, measure_network
+from qnas.pipeline.context import Context
+from qnas.pipeline.plots import latency_scatter
+from qnas.pipeline.progress import SILENT, Reporter
+from qnas.space.policy import atomic_write_text
+
+__all__ = ["load_table", "latency_table", "latency_check"]
+
+
+def load_table(path: str | os.PathLike[str], backend_name: str | None = None, threads: int | None = None,
+               force: bool = False) -> LatencyTable:
+    """Read a table and check it was measured here (same CPU, cores, runtime, threads) unless forced."""
+    table = LatencyTable.read(path)
+    backend = get_backend(backend_name or table.fingerprint.get("backend", "ort-cpu"),
+                          threads or int(table.fingerprint.get("threads", 1)))
+    table.check_device(backend.fingerprint(), force=force)
+    return table
+
+
+def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "ort-cpu", threads: int = 1,
+                  repeats: int = 30, warmup: int = 5, restart: bool = False,
+                  reporter: Reporter = SILENT) -> LatencyTable:
+    """Time every distinct unit of the space at the deployment resolution; resumable (keeps measured entries)."""
+    engine = get_backend(backend, threads)
+    with reporter.steps("latency table") as progress:
+        return build_table(ctx.spec, ctx.deploy_hw, engine, out, warmup=warmup, repeats=repeats,
+                           resume=not restart, progress=progress)
+
+
+def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 30, seed: int = 0,
+                  repeats: int | None = None, plot: str | os.PathLike[str] | None = None, fit_overhead: bool = False,
+                  force: bool = False, reporter: Reporter = SILENT) -> dict[str, Any]:
+    """Measure ``samples`` whole networks (the largest, the smallest, random ones) against the table's
+    predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON."""
+    table = load_table(lut, force=force)
+    backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
+    missing = table.missing(ctx.spec)
+    if missing:
+        raise QnasError(f"{lut} lacks {len(missing)} block(s) of this config's space (e.g. {missing[0].key!r}); "
+                        "rebuild it with qnas latency-table")
+    method = table.method or {}
+    repeats = repeats or int(method.get("repeats", 30))
+    warmup = int(method.get("warmup", 5))
+    rng = np.random.default_rng(seed)
+    space = ctx.space
+    genomes = ([space.largest(), space.smallest()] + [space.sample(rng) for _ in range(max(0, samples - 2))])[:samples]
+    predicted, measured, macs = [], [], []
+    with reporter.steps("measuring whole networks") as progress:
+        for i, genome in enumerate(genomes):
+            progress("", i, len(genomes))
+            predicted.append(table.predict(ctx.spec, genome))
+            measured.append(measure_network(ctx.spec, genome, table.resolution, backend, warmup, repeats))
+            macs.append(genome_cost(ctx.spec, genome, *table.resolution).macs)
+        progress("", len(genomes), len(genomes))
+    offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))
+    result = {
+        "mape": mape(predicted, measured),
+        "kendall_tau": kendall_tau(predicted, measured),
+        "macs_kendall_tau": kendall_tau(macs, measured),
+        "samples": len(genomes),
+        "median_offset_ms": offset,
+        "overhead_ms": table.overhead_ms,
+        "predicted_ms": predicted,
+        "measured_ms": measured,
+    }
+    plot = Path(plot) if plot else Path(lut).with_name(Path(lut).stem + "_check.png")
+    latency_scatter(predicted, measured, plot, title=f"{len(genomes)} networks, {table.fingerprint.get('cpu')}",
+                    mape=result["mape"], tau=result["kendall_tau"])
+    result["plot"] = str(plot)
+    if fit_overhead:
+        table.overhead_ms = round(table.overhead_ms + offset, 5)
+        table.write(lut)
+        result["fitted_overhead_ms"] = table.overhead_ms
+    atomic_write_text(plot.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    return result

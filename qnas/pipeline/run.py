@@ -1,0 +1,163 @@
+"""``qnas run``: every stage on one config, each skipped when its outputs are complete, and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections import Counter
+from itertools import groupby
+from pathlib import Path
+
+from qnas.config import config_hash
+from qnas.cost.latency import LatencyTable
+from qnas.errors import QnasError
+from qnas.export.profiles import PROFILES, profile_names
+from qnas.pipeline.context import Context
+from qnas.pipeline.exporting import export
+from qnas.pipeline.latency import latency_check, latency_table
+from qnas.pipeline.progress import SILENT, Reporter
+from qnas.pipeline.searching import compare, safe_name, search
+from qnas.pipeline.training import train_supernet
+from qnas.space.genome import Genome
+from qnas.space.networks import network_plan
+from qnas.space.policy import Policy, atomic_write_text, read_policy
+from qnas.train.checkpoint import load_checkpoint
+
+__all__ = ["run", "policy_summary"]
+
+
+def _finished(checkpoint: Path) -> bool:
+    try:
+        return bool(load_checkpoint(checkpoint).get("finished"))
+    except QnasError:
+        return False
+
+
+def _table_complete(path: Path, ctx: Context) -> bool:
+    try:
+        return path.exists() and not LatencyTable.read(path).missing(ctx.spec)
+    except QnasError:
+        return False
+
+
+def _search_done(folder: Path, generations: int) -> bool:
+    state = folder / "state.json"
+    return (folder / "best.yaml").exists() and state.exists() and \
+        json.loads(state.read_text()).get("generation") == generations
+
+
+class _Stages:
+    """Runs each stage unless it is complete; records how long each took."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.times: dict[str, float] = {}
+        self.skipped: list[str] = []
+
+    def __call__(self, name: str, done, work) -> None:
+        if done():
+            self.skipped.append(name)
+            self.reporter.skipped(name)
+            return
+        tic = time.perf_counter()
+        with self.reporter.stage(name):
+            work()
+        self.times[name] = time.perf_counter() - tic
+
+
+def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, reporter: Reporter = SILENT) -> Path:
+    """Train the supernet, measure and check the latency table, search under the config's budgets,
+    fine-tune the winner and the uniform baselines, export the winner in every profile, write report.md."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise QnasError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    stage = _Stages(reporter)
+    sn, lut, found, cmp, exported = out / "supernet", out / "lut.yaml", out / "search", out / "compare", out / "export"
+    tic = time.perf_counter()
+
+    stage("train supernet", lambda: _finished(sn / "checkpoint.pt"),
+          lambda: train_supernet(ctx, sn, resume=(sn / "checkpoint.pt").exists(), reporter=reporter))
+    stage("latency table", lambda: _table_complete(lut, ctx), lambda: latency_table(ctx, lut, reporter=reporter))
+    stage("latency check", lambda: (out / "lut_check.json").exists(),
+          lambda: latency_check(ctx, lut, samples=30, plot=out / "lut_check.png", reporter=reporter))
+    stage("search", lambda: _search_done(found, ctx.config.search.generations),
+          lambda: search(ctx, sn, found, lut=lut, resume=(found / "state.json").exists(), reporter=reporter))
+    best = found / "best.yaml"
+    policy = read_policy(best, ctx.space)
+    stage("fine-tune and compare", lambda: (cmp / "compare.md").exists(),
+          lambda: compare(ctx, cmp, [policy], supernet_run=sn, lut=lut, reporter=reporter))
+    files = {fmt: exported / f"{safe_name(policy.name)}{PROFILES[fmt].suffix}" for fmt in profile_names()}
+    for fmt, path in files.items():
+        stage(f"export {fmt}", path.exists,
+              lambda fmt=fmt, path=path: export(ctx, cmp / "runs" / safe_name(policy.name), policy.genome, fmt, path))
+    _report(ctx, out, policy, files, stage, time.perf_counter() - tic)
+    return out / "report.md"
+
+
+def policy_summary(ctx: Context, genome: Genome) -> str:
+    """The searched network in a few lines: architecture per stage and where its MACs run at which bits."""
+    plan = network_plan(ctx.spec, genome, *ctx.deploy_hw)
+    stages = []
+    blocks = [u for u in plan.units if u.kind == "mbconv"]
+    for s, units in groupby(blocks, key=lambda u: u.label.split(".")[0]):
+        shown = [f"k{u.param('k')} e{u.param('e')}" for u in units]
+        stages.append(f"stage {s[1:]}: depth {len(shown)} ({', '.join(shown)})")
+    macs: Counter = Counter()
+    for conv in plan.convs():
+        macs[(conv.wbits, conv.abits)] += conv.macs
+    total = sum(macs.values())
+    shares = ", ".join(f"W{w}A{a} {100 * m / total:.0f}%" for (w, a), m in sorted(macs.items(), key=lambda kv: -kv[1]))
+    return "Architecture: " + "; ".join(stages) + f".\n\nShare of MACs by bit widths: {shares}."
+
+
+def _report(ctx: Context, out: Path, policy: Policy, files: dict[str, Path], stages: _Stages, seconds: float) -> None:
+    with open(out / "compare" / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    check = json.loads((out / "lut_check.json").read_text())
+    header = ["method", "precision", "miou", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
+              "latency_meas_ms"]
+    header = [h for h in header if h in rows[0]]
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
+    times = "\n".join(f"| {name} | {sec:.0f} |" for name, sec in stages.times.items())
+    exported = "\n".join(f"- `{fmt}`: [{path.name}](export/{path.name}) ({path.stat().st_size / 1e6:.2f} MB)"
+                         for fmt, path in files.items())
+    text = f"""# qnas run: {ctx.config.data.dataset}
+
+Config `{ctx.source}` (hash `{config_hash(ctx.config)}`), run folder `{out}`.
+
+## Comparison (every policy fine-tuned from the supernet with the same epochs)
+
+{chr(10).join(table)}
+
+GBitOps and GMACs at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}. mIoU on the validation split.
+
+## Searched policy
+
+[`search/best.yaml`](search/best.yaml): `{policy.name}`, budgets {json.dumps(policy.provenance.get("budgets"))}.
+
+{policy_summary(ctx, policy.genome)}
+
+![search](search/search.png)
+
+## Latency table
+
+{check["samples"]} whole networks measured against the table's prediction: MAPE {check["mape"] * 100:.1f}%,
+Kendall tau {check["kendall_tau"]:.3f} (MACs alone: {check["macs_kendall_tau"]:.3f}).
+
+![latency](lut_check.png)
+
+## Exported files
+
+{exported}
+
+## Stages run by this invocation ({seconds:.0f} s in all; skipped: {", ".join(stages.skipped) or "none"})
+
+| stage | seconds |
+|---|---|
+{times}
+"""
+    atomic_write_text(out / "report.md", text)

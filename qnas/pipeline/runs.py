@@ -1,0 +1,101 @@
+"""Run folders and trained networks: where a stage writes, and how a finished run is read back."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qnas.config import Config, config_hash, from_dict, to_dict
+from qnas.errors import CheckpointError, ConfigError, QnasError
+from qnas.pipeline.context import is_main_process
+from qnas.space.genome import Genome, SearchSpace
+from qnas.space.policy import atomic_write_text
+from qnas.supernet.network import QuantSettings, Supernet, build_supernet
+from qnas.train.checkpoint import load_checkpoint
+
+__all__ = ["RunDir", "CHECKPOINT", "run_state", "new_supernet", "load_trained", "genome_of", "checkpoint_file"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunDir:
+    """A training output folder: ``config.yaml`` (resolved), ``checkpoint.pt``, ``train.log``, results."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.checkpoint = self.path / CHECKPOINT
+        self.config = self.path / "config.yaml"
+        self.log_file = self.path / "train.log"
+
+    def _saved_config(self) -> Config | None:
+        try:
+            return from_dict(Config, yaml.safe_load(self.config.read_text()) or {})
+        except (ConfigError, yaml.YAMLError, OSError):
+            return None
+
+    def prepare(self, config: Config, resume: bool) -> None:
+        """Create the folder, refuse to overwrite a run unless resuming it with the same config."""
+        if self.path.exists() and not self.path.is_dir():
+            raise QnasError(f"--out {self.path} exists and is not a folder")
+        if self.checkpoint.exists() and not resume:
+            raise QnasError(f"{self.path} already holds a run; pass --resume to continue it, or choose another --out")
+        if resume and self.config.exists() and self._saved_config() != config:
+            raise QnasError(f"{self.path} was started with a different config; resume it with the config in "
+                            f"{self.config}, or choose another --out")
+        if is_main_process():
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.config, config.to_yaml())
+
+    def log(self, message: str) -> None:
+        if is_main_process():
+            with open(self.log_file, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def run_state(config: Config, kind: str, genome: Genome | None = None) -> dict[str, Any]:
+    """What a checkpoint records about where it came from (checked when it is loaded)."""
+    return {"kind": kind, "space": to_dict(config.space), "config_hash": config_hash(config),
+            "genome": dict(genome) if genome is not None else None}
+
+
+def new_supernet(config: Config) -> Supernet:
+    q = config.quant
+    return build_supernet(config.space, QuantSettings(q.act_init_clip, q.learn_weight_clip))
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint of a run folder, or ``path`` itself when it is a file."""
+    path = Path(path)
+    file = path / CHECKPOINT if path.is_dir() else path
+    if path.is_dir() and not file.exists():
+        raise CheckpointError(f"{path} holds no {CHECKPOINT}: not a qnas run folder")
+    return file
+
+
+def load_trained(config: Config, path: str | os.PathLike[str]) -> tuple[Supernet, dict[str, Any]]:
+    """A finished run's network (a supernet run, a baseline or a fine-tuned subnet) and its state.
+
+    ``path`` is a run folder or a checkpoint file. Errors name what does not fit.
+    """
+    file = checkpoint_file(path)
+    state = load_checkpoint(file)
+    if state.get("space") != to_dict(config.space):
+        raise CheckpointError(f"{file} was trained for a different search space than this config's; "
+                              f"pass the config it was trained with (its run folder holds config.yaml)")
+    if not state.get("finished"):
+        raise CheckpointError(f"{file} is from a run that has not finished; continue it with --resume")
+    supernet = new_supernet(config)
+    try:
+        supernet.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{file} does not fit this network: {str(exc).splitlines()[0][:160]}") from None
+    supernet.eval()
+    return supernet, state
+
+
+def genome_of(state: dict[str, Any], space: SearchSpace) -> Genome | None:
+    return None if state.get("genome") is None else space.validate(state["genome"])

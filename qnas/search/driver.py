@@ -1,0 +1,201 @@
+"""The search driver: generations of a registered strategy, evaluated, cached, logged, resumable.
+
+Each generation the strategy proposes candidates (each meeting every constraint before it is
+evaluated), the evaluator scores the new ones, and the strategy picks the survivors among the
+parents and the children. The search never imports torch: it sees an ``Evaluator``.
+
+Persistence (in ``folder``): ``evaluations.jsonl`` gets one line per evaluated genome as soon as
+it is evaluated; ``state.json`` (atomic) holds the parents and the generator state after every
+generation. A resumed search regenerates the interrupted generation's candidates from the saved
+generator state and finds the finished ones in the log, so it ends exactly where an
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from qnas.config import SearchConfig
+from qnas.errors import QnasError
+from qnas.search.constraints import Constraint, check_achievable, feasible
+from qnas.search.strategy import FITNESS, STRATEGIES, Candidate
+from qnas.space.genome import Genome, SearchSpace
+from qnas.space.policy import atomic_write_text
+
+__all__ = ["Evaluator", "SearchSettings", "Candidate", "SearchMonitor", "Search", "FITNESS", "pareto_front"]
+
+
+class Evaluator(Protocol):
+    """Maps a genome to its metrics (at least ``miou``); the search never sees torch."""
+
+    def __call__(self, genome: Genome) -> Mapping[str, float]: ...
+
+
+@dataclass(frozen=True)
+class SearchSettings(SearchConfig):
+    """The config's search numbers (``SearchConfig``) plus the registered strategy's name."""
+
+    strategy: str = "evolution"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.strategy not in STRATEGIES:
+            raise QnasError(f"search strategy {self.strategy!r} is not allowed; allowed: {sorted(STRATEGIES)}")
+
+    @property
+    def evaluations(self) -> int:
+        """Candidates over the whole search (cache hits included)."""
+        return STRATEGIES[self.strategy].evaluations(self)
+
+
+class SearchMonitor(Protocol):
+    def evaluated(self, candidate: Candidate, done: int, total: int) -> None: ...
+
+    def generation_done(self, generation: int, parents: Sequence[Candidate], best: Candidate) -> None: ...
+
+
+class _Silent:
+    def evaluated(self, candidate: Candidate, done: int, total: int) -> None:
+        pass
+
+    def generation_done(self, generation: int, parents: Sequence[Candidate], best: Candidate) -> None:
+        pass
+
+
+@dataclass
+class _State:
+    generation: int = 0  # the next generation to run
+    parents: list[dict[str, int]] = field(default_factory=list)
+    rng: dict[str, Any] | None = None
+    history: list[list[int]] = field(default_factory=list)  # per finished generation: log line numbers
+
+
+class Search:
+    """One search run in ``folder``; ``run(resume)`` returns every candidate in evaluation order."""
+
+    def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], evaluator: Evaluator,
+                 settings: SearchSettings, folder: str | os.PathLike[str],
+                 monitor: SearchMonitor | None = None) -> None:
+        self.space = space
+        self.constraints = list(constraints)
+        self.evaluator = evaluator
+        self.settings = settings
+        self.folder = Path(folder)
+        self.monitor = monitor or _Silent()
+        self.log_path = self.folder / "evaluations.jsonl"
+        self.state_path = self.folder / "state.json"
+        self.cache: dict[Genome, Candidate] = {}
+        self.line: dict[Genome, int] = {}  # where each evaluated genome sits in the log
+        self.logged: list[Genome] = []
+        self.history: list[Candidate] = []  # every candidate, in order (cache hits repeat)
+        self.strategy = STRATEGIES[settings.strategy](space, constraints, settings)
+
+    # -- persistence --------------------------------------------------------------------------
+    def _load(self) -> _State:
+        if self.log_path.exists():
+            lines = self.log_path.read_text().splitlines()
+            for i, line in enumerate(lines):
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    if i == len(lines) - 1:  # a line cut by a kill: that evaluation is redone
+                        break
+                    raise QnasError(f"{self.log_path}: line {i + 1} is not JSON; the log is damaged") from None
+                genome = self.space.validate(entry["genome"])
+                self.cache[genome] = Candidate(genome, entry["metrics"], entry["generation"])
+                self.line[genome] = len(self.logged)
+                self.logged.append(genome)
+        if not self.state_path.exists():
+            return _State()
+        doc = json.loads(self.state_path.read_text())
+        if doc.get("settings") != asdict(self.settings):
+            raise QnasError(f"{self.state_path} belongs to a search with other settings "
+                            f"{doc.get('settings')}; use a new output folder")
+        return _State(doc["generation"], doc["parents"], doc["rng"], doc["history"])
+
+    def _save(self, state: _State) -> None:
+        doc = {"settings": asdict(self.settings), "generation": state.generation, "parents": state.parents,
+               "rng": state.rng, "history": state.history}
+        atomic_write_text(self.state_path, json.dumps(doc) + "\n")
+
+    def _append(self, candidate: Candidate) -> None:
+        line = json.dumps({"genome": dict(candidate.genome), "metrics": dict(candidate.metrics),
+                           "generation": candidate.generation})
+        with open(self.log_path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.line[candidate.genome] = len(self.logged)
+        self.logged.append(candidate.genome)
+
+    # -- the search ---------------------------------------------------------------------------
+    def _evaluate(self, genome: Genome, generation: int) -> Candidate:
+        if genome not in self.cache:
+            if not feasible(genome, self.constraints):  # never evaluate an infeasible genome
+                raise AssertionError(f"infeasible candidate reached evaluation: {genome}")
+            metrics = {k: float(v) for k, v in self.evaluator(genome).items()}
+            if FITNESS not in metrics:
+                raise QnasError(f"the evaluator returned no {FITNESS!r}: {sorted(metrics)}")
+            self.cache[genome] = Candidate(genome, metrics, generation)
+            self._append(self.cache[genome])
+        candidate = self.cache[genome]
+        self.history.append(candidate)
+        return candidate
+
+    def run(self, resume: bool = False) -> list[Candidate]:
+        s = self.settings
+        check_achievable(self.space, self.constraints)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not resume and (self.log_path.exists() or self.state_path.exists()):
+            raise QnasError(f"{self.folder} already holds a search; pass --resume to continue it, "
+                            "or choose another --out")
+        state = self._load() if resume else _State()
+        rng = np.random.default_rng(s.seed)
+        if state.rng is not None:
+            rng.bit_generator.state = state.rng
+        parents = [self.cache[self.space.validate(g)] for g in state.parents]
+        self.history = []
+        done = 0
+        for generation in range(s.generations):
+            if generation < state.generation:  # finished before the interruption: replay from the log
+                self.history.extend(self.cache[self.logged[i]] for i in state.history[generation])
+                done += len(state.history[generation])
+                continue
+            genomes = self.strategy.propose(generation, parents, rng)
+            children = []
+            for genome in genomes:
+                children.append(self._evaluate(genome, generation))
+                done += 1
+                self.monitor.evaluated(children[-1], done, s.evaluations)
+            pool = {c.genome: c for c in parents + children}  # parents compete with their children
+            parents = self.strategy.survivors(list(pool.values()))
+            best = max(self.cache.values(), key=lambda c: c.fitness)
+            state.history = state.history[:generation] + [[self.line[c.genome] for c in children]]
+            self._save(_State(generation + 1, [dict(c.genome) for c in parents], rng.bit_generator.state,
+                              state.history))
+            self.monitor.generation_done(generation, parents, best)
+        return self.history
+
+    def best(self) -> Candidate:
+        if not self.cache:
+            raise QnasError("the search has evaluated nothing yet")
+        return max(self.cache.values(), key=lambda c: c.fitness)
+
+
+def pareto_front(candidates: Sequence[Candidate], cost: Callable[[Candidate], float]) -> list[Candidate]:
+    """Candidates no other beats on both fitness (higher) and ``cost`` (lower), sorted by cost."""
+    unique = {c.genome: c for c in candidates}.values()
+    ordered = sorted(unique, key=lambda c: (cost(c), -c.fitness))
+    front, best = [], -np.inf
+    for c in ordered:
+        if c.fitness > best:
+            front.append(c)
+            best = c.fitness
+    return front
