@@ -13,6 +13,7 @@ from qnas.config import Config, config_hash, from_dict, to_dict
 from qnas.errors import CheckpointError, ConfigError, QnasError
 from qnas.pipeline.context import is_main_process
 from qnas.space.genome import Genome, SearchSpace
+from qnas.space.spec import SpaceSpec
 from qnas.space.policy import atomic_write_text
 from qnas.supernet.network import QuantSettings, Supernet, build_supernet
 from qnas.train.checkpoint import load_checkpoint
@@ -83,7 +84,7 @@ def load_trained(config: Config, path: str | os.PathLike[str]) -> tuple[Supernet
     """
     file = checkpoint_file(path)
     state = load_checkpoint(file)
-    if state.get("space") != to_dict(config.space):
+    if _trained_space(state) != config.space:
         raise CheckpointError(f"{file} was trained for a different search space than this config's; "
                               f"pass the config it was trained with (its run folder holds config.yaml)")
     if not state.get("finished"):
@@ -95,6 +96,14 @@ def load_trained(config: Config, path: str | os.PathLike[str]) -> tuple[Supernet
         raise CheckpointError(f"{file} does not fit this network: {str(exc).splitlines()[0][:160]}") from None
     supernet.eval()
     return supernet, state
+
+
+def _trained_space(state: dict[str, Any]) -> SpaceSpec | None:
+    """The space a checkpoint was trained for (fields added since then take their defaults)."""
+    try:
+        return from_dict(SpaceSpec, dict(state.get("space") or {}))
+    except (ConfigError, TypeError, ValueError):
+        return None
 
 
 def genome_of(state: dict[str, Any], space: SearchSpace) -> Genome | None:
