@@ -11,7 +11,8 @@ from qnas.config import load_config
 from qnas.errors import QnasError
 from qnas.pipeline import Context
 
-__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "context", "resolution", "print_metric_table"]
+__all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "context", "resolution", "print_metric_table",
+           "positive_int"]
 
 DEFAULT_CONFIG = "configs/digits.yaml"
 
@@ -28,6 +29,17 @@ class Command:
         parser = sub.add_parser(self.name, help=self.help, description=self.description)
         self.arguments(parser)
         parser.set_defaults(run=self.run)
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
+    return number
 
 
 def config_argument(parser: argparse.ArgumentParser) -> None:

@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from qnas.cli.command import Command, config_argument, context
+from qnas.cli.command import Command, config_argument, context, positive_int
 from qnas.cli.progress import RichReporter
-from qnas.pipeline import compare, search
+from qnas.pipeline import compare, search, sensitivity
 from qnas.search import STRATEGIES
 from qnas.space import read_policy
 
@@ -27,8 +27,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "default: search.latency_budget")
     parser.add_argument("--lut", metavar="L", default=None, help="latency table (qnas latency-table)")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default="evolution",
-                        help="evolution (default) or random search with the same number of evaluations (control)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), default=None,
+                        help="evolution (the thesis's), nsga2 (multi-objective: the whole Pareto front of mIoU against "
+                             "BitOps and latency in one search) or random (the control, as many evaluations); "
+                             "default: search.strategy")
     parser.add_argument("--seed", type=int, default=None, help="search seed (default: search.seed)")
     parser.add_argument("--resume", action="store_true", help="continue the search in --out after a kill")
     parser.add_argument("--quiet", action="store_true", help="no live table")
@@ -58,6 +60,9 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lut", metavar="L", default=None, help="latency table: predicted and measured INT8 latency")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--no-baselines", action="store_true", help="do not add the uniform W8A8/W6A6/W4A4 baselines")
+    parser.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+                        help="train every policy from N seeds (data order) and report mean, std and a 95%% interval; "
+                             "default: compare.seeds")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("policies", nargs="*", metavar="POLICY", help="policy YAML files (e.g. searched best.yaml)")
 
@@ -66,8 +71,32 @@ def _compare(args: argparse.Namespace) -> int:
     ctx = context(args)
     policies = [read_policy(p, ctx.space) for p in args.policies]
     compare(ctx, args.out, policies, supernet_run=args.supernet, lut=args.lut, force_lut=args.force_lut,
-            baselines=not args.no_baselines, reporter=RichReporter(args.quiet))
+            baselines=not args.no_baselines, seeds=args.seeds, reporter=RichReporter(args.quiet))
     print((Path(args.out) / "compare.md").read_text())
+    return 0
+
+
+# -- qnas sensitivity ---------------------------------------------------------------------------------
+def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
+    config_argument(parser)
+    parser.add_argument("--supernet", required=True, metavar="RUN_DIR", help="a finished qnas train run folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for sensitivity.csv / .json / .png")
+    parser.add_argument("--policy", metavar="P", default=None,
+                        help="the network whose layers drop bits (default: policies/uniform_w8a8.yaml)")
+    parser.add_argument("--scenes", type=positive_int, default=100, metavar="N",
+                        help="search-validation scenes each variant is evaluated on (default: 100)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    ctx = context(args)
+    genome = read_policy(args.policy, ctx.space).genome if args.policy else None
+    rows = sensitivity(ctx, args.supernet, args.out, genome=genome, scenes=args.scenes,
+                       reporter=RichReporter(args.quiet))
+    worst = sorted(rows, key=lambda r: r["delta_miou"])[:5]
+    print(f"{len(rows)} variants; the costliest drops: " + "; ".join(
+        f"{r['layer']} {r['what']} at {r['bits']} bits {100 * r['delta_miou']:+.2f}" for r in worst))
+    print(f"wrote {Path(args.out) / 'sensitivity.csv'} and sensitivity.png")
     return 0
 
 
@@ -85,4 +114,10 @@ SEARCH_COMMANDS = [
             "the thesis's Table 4-4 shape (method, precision, mIoU, GBitOps, GMACs, parameters, model size, "
             "predicted and measured INT8 latency) as compare.md and compare.csv. Finished runs are reused.",
             _compare_arguments, _compare),
+    Command("sensitivity", "per-layer precision sensitivity of a network cut from the supernet",
+            "Cut the reference network (policies/uniform_w8a8.yaml, or --policy) from a trained supernet and, for "
+            "every quantized layer, drop its weights or its input activations alone to each smaller bit width of "
+            "the space; report the search-validation mIoU change of each (sensitivity.csv) and plot it "
+            "(sensitivity.png), so that a searched policy's bits can be checked against where they matter.",
+            _sensitivity_arguments, _sensitivity),
 ]

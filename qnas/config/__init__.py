@@ -2,6 +2,7 @@
 
 from qnas.config.loader import dump_yaml, from_dict, to_dict
 from qnas.config.schema import (
+    CompareConfig,
     Config,
     DataConfig,
     DeployConfig,
@@ -14,6 +15,6 @@ from qnas.config.schema import (
 )
 
 __all__ = [
-    "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_hash",
+    "CompareConfig", "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_hash",
     "dump_yaml", "from_dict", "load_config", "to_dict",
 ]

@@ -12,7 +12,7 @@ from qnas.errors import ConfigError, FieldError
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
-    "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
+    "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
     "config_hash",
 ]
 
@@ -113,12 +113,13 @@ class TrainConfig:
     baseline_qat_epochs: int = 3
     finetune_epochs: int = 3  # QAT fine-tuning of a subnet cut from the supernet
     finetune_lr: float = 1e-3
+    finetune_distill: float = 0.0  # weight of distillation from the supernet's largest subnet while fine-tuning
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "warmup_lr", "finetune_lr", "distill_temperature"):
             _positive(name, getattr(self, name))
-        for name in ("warmup_epochs", "random_subnets", "distill_weight", "aux_weight", "weight_decay",
+        for name in ("warmup_epochs", "random_subnets", "distill_weight", "finetune_distill", "aux_weight", "weight_decay",
                      "baseline_float_epochs", "baseline_qat_epochs", "finetune_epochs", "threads"):
             if getattr(self, name) < 0:
                 raise FieldError(name, f"must be >= 0, got {getattr(self, name)}")
@@ -134,7 +135,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Evolutionary search (METHOD.md §6); budgets are absolute or FACTORx:POLICY (e.g. 0.5x:uniform_w8a8)."""
+    """The search (METHOD.md §6); budgets are absolute or FACTORx:POLICY (e.g. 0.5x:uniform_w8a8)."""
 
     population: int = 100
     parents: int = 50
@@ -146,6 +147,9 @@ class SearchConfig:
     bitops_budget: str | None = None  # GBitOps at the deployment resolution, or FACTORx:POLICY
     latency_budget: str | None = None  # ms from the latency table, or FACTORx:POLICY
     max_tries: int = 2000  # per candidate, sampling under the budgets
+    strategy: str = "evolution"  # a registered strategy: evolution, random (its control), nsga2 (a whole front)
+    winners: tuple[str, ...] = ()  # BitOps budgets (FACTORx:POLICY or GBitOps) at which `qnas run` picks a
+    #                                policy from the search's front; empty: the one at bitops_budget
 
     def __post_init__(self) -> None:
         for name in ("population", "parents", "generations", "max_tries"):
@@ -160,6 +164,16 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class CompareConfig:
+    """How `qnas compare` (and `qnas run`'s comparison) trains each policy."""
+
+    seeds: int = 1  # fine-tuning seeds per policy (data order); mean, std and a 95% interval over them
+
+    def __post_init__(self) -> None:
+        _positive("seeds", self.seeds)
+
+
+@dataclass(frozen=True)
 class Config:
     space: SpaceSpec = field(default_factory=SpaceSpec)
     data: DataConfig = field(default_factory=DataConfig)
@@ -167,6 +181,7 @@ class Config:
     quant: QuantConfig = field(default_factory=QuantConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     seed: int = 0
 
     def __post_init__(self) -> None:

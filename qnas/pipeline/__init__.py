@@ -15,12 +15,15 @@ from qnas.pipeline.latency import latency_check, latency_table, load_table
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.run import policy_summary, run
 from qnas.pipeline.runs import RunDir, load_trained, new_supernet
-from qnas.pipeline.searching import BASELINES, SearchResult, budget_constraints, compare, precision, search
+from qnas.pipeline.searching import (
+    BASELINES, SearchResult, budget_constraints, compare, pick_winners, precision, search, seed_run,
+)
+from qnas.pipeline.sensitivity import bits_agreement, sensitivity
 from qnas.pipeline.training import evaluate_policy, finetune, measure, train_baseline, train_supernet
 
 __all__ = [
-    "BASELINES", "SILENT", "Context", "ExportResult", "Reporter", "RunDir", "SearchResult", "budget_constraints",
-    "compare", "evaluate_policy", "export", "export_model", "finetune", "inexact_convs", "is_main_process",
+    "BASELINES", "SILENT", "Context", "ExportResult", "Reporter", "RunDir", "SearchResult", "bits_agreement",
+    "budget_constraints", "compare", "evaluate_policy", "pick_winners", "seed_run", "sensitivity", "export", "export_model", "finetune", "inexact_convs", "is_main_process",
     "latency_check", "latency_table", "load_table", "load_trained", "measure", "new_supernet", "policy_summary",
     "precision", "run", "search", "train_baseline", "train_supernet",
 ]

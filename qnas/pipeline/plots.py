@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["latency_scatter", "search_scatter"]
+__all__ = ["latency_scatter", "search_scatter", "compare_plot", "sensitivity_plot"]
 
 
 def _pyplot():
@@ -68,5 +68,60 @@ def search_scatter(candidates, fronts, baselines, best, path: str | os.PathLike[
         ax.set_xlabel(name)
         ax.set_ylabel("search-val mIoU")
         ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def compare_plot(rows, path: str | os.PathLike[str], *, title: str) -> None:
+    """mIoU (mean, with the seeds' standard deviation as error bars) against GBitOps: the uniform
+    policies joined as the uniform front, every other policy a star."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+
+    def points(selected):
+        xs = [float(r["gbitops"]) for r in selected]
+        ys = [100 * float(r["miou"]) for r in selected]
+        errs = [100 * float(r["miou_std"]) if r.get("miou_std") not in (None, "") else 0.0 for r in selected]
+        return xs, ys, errs
+
+    uniform = sorted((r for r in rows if r["precision"].startswith("uniform")), key=lambda r: float(r["gbitops"]))
+    others = [r for r in rows if not r["precision"].startswith("uniform")]
+    if uniform:
+        xs, ys, errs = points(uniform)
+        ax.errorbar(xs, ys, yerr=errs, fmt="s-", color="gray", capsize=3, label="uniform front")
+        for r, x, y in zip(uniform, xs, ys):
+            ax.annotate(r["precision"].split()[-1], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    if others:
+        xs, ys, errs = points(others)
+        ax.errorbar(xs, ys, yerr=errs, fmt="*", color="tab:red", markersize=11, capsize=3, linestyle="none",
+                    label="searched")
+        for r, x, y in zip(others, xs, ys):
+            ax.annotate(r["method"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
+    ax.set_xlabel("GBitOps at the deployment resolution")
+    ax.set_ylabel("mIoU (%), mean ± std over seeds")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def sensitivity_plot(rows, path: str | os.PathLike[str], *, title: str) -> None:
+    """Per layer, the mIoU change when its weights or its input activations alone drop to fewer bits."""
+    plt = _pyplot()
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    kinds = sorted({(r["what"], int(r["bits"])) for r in rows}, key=lambda k: (k[0], -k[1]))
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(layers)), 4.5))
+    width = 0.8 / max(1, len(kinds))
+    for i, (what, bits) in enumerate(kinds):
+        values = {r["layer"]: 100 * float(r["delta_miou"]) for r in rows if (r["what"], int(r["bits"])) == (what, bits)}
+        xs = [j + (i - (len(kinds) - 1) / 2) * width for j in range(len(layers))]
+        ax.bar(xs, [values.get(layer, 0.0) for layer in layers], width, label=f"{what} at {bits} bits")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(layers, rotation=90, fontsize=6)
+    ax.set_ylabel("mIoU change (points)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     _save(fig, path)
     plt.close(fig)

@@ -18,7 +18,8 @@ from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export
 from qnas.pipeline.latency import latency_check, latency_table
 from qnas.pipeline.progress import SILENT, Reporter
-from qnas.pipeline.searching import compare, safe_name, search
+from qnas.pipeline.searching import compare, compare_table, pick_winners, safe_name, search, seed_run
+from qnas.pipeline.sensitivity import bits_agreement, read_sensitivity, sensitivity
 from qnas.pipeline.training import train_supernet
 from qnas.space.genome import Genome
 from qnas.space.networks import network_plan
@@ -68,14 +69,17 @@ class _Stages:
 
 
 def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, reporter: Reporter = SILENT) -> Path:
-    """Train the supernet, measure and check the latency table, search under the config's budgets,
-    fine-tune the winner and the uniform baselines, export the winner in every profile, write report.md."""
+    """Train the supernet, measure and check the latency table, search under the config's budgets (and pick
+    a policy at each of search.winners from the same search), measure per-layer precision sensitivity,
+    fine-tune the winners and the uniform baselines (compare.seeds seeds each), export the first winner in
+    every profile, write report.md."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not resume:
         raise QnasError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     stage = _Stages(reporter)
     sn, lut, found, cmp, exported = out / "supernet", out / "lut.yaml", out / "search", out / "compare", out / "export"
+    sens = out / "sensitivity"
     tic = time.perf_counter()
 
     stage("train supernet", lambda: _finished(sn / "checkpoint.pt"),
@@ -85,15 +89,18 @@ def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, repo
           lambda: latency_check(ctx, lut, samples=30, plot=out / "lut_check.png", reporter=reporter))
     stage("search", lambda: _search_done(found, ctx.config.search.generations),
           lambda: search(ctx, sn, found, lut=lut, resume=(found / "state.json").exists(), reporter=reporter))
-    best = found / "best.yaml"
-    policy = read_policy(best, ctx.space)
+    budgets = list(ctx.config.search.winners)
+    policies = pick_winners(ctx, found, budgets) if budgets else [read_policy(found / "best.yaml", ctx.space)]
+    stage("precision sensitivity", lambda: (sens / "sensitivity.png").exists(),
+          lambda: sensitivity(ctx, sn, sens, reporter=reporter))
     stage("fine-tune and compare", lambda: (cmp / "compare.md").exists(),
-          lambda: compare(ctx, cmp, [policy], supernet_run=sn, lut=lut, reporter=reporter))
+          lambda: compare(ctx, cmp, policies, supernet_run=sn, lut=lut, reporter=reporter))
+    policy = policies[0]
     files = {fmt: exported / f"{safe_name(policy.name)}{PROFILES[fmt].suffix}" for fmt in profile_names()}
     for fmt, path in files.items():
         stage(f"export {fmt}", path.exists,
-              lambda fmt=fmt, path=path: export(ctx, cmp / "runs" / safe_name(policy.name), policy.genome, fmt, path))
-    _report(ctx, out, policy, files, stage, time.perf_counter() - tic)
+              lambda fmt=fmt, path=path: export(ctx, seed_run(cmp, policy, 0), policy.genome, fmt, path))
+    _report(ctx, out, policies, files, stage, time.perf_counter() - tic)
     return out / "report.md"
 
 
@@ -113,15 +120,21 @@ def policy_summary(ctx: Context, genome: Genome) -> str:
     return "Architecture: " + "; ".join(stages) + f".\n\nShare of MACs by bit widths: {shares}."
 
 
-def _report(ctx: Context, out: Path, policy: Policy, files: dict[str, Path], stages: _Stages, seconds: float) -> None:
+def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Path], stages: _Stages,
+            seconds: float) -> None:
+    policy = policies[0]
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     check = json.loads((out / "lut_check.json").read_text())
-    header = ["method", "precision", "miou", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
-              "latency_meas_ms"]
-    header = [h for h in header if h in rows[0]]
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
+    compare_text = (out / "compare" / "compare.md").read_text()
+    differences = compare_text[compare_text.index("Differences"):].split("![")[0].strip() \
+        if "Differences" in compare_text else ""
+    winners = "\n".join(f"- [`{p.name}`](search/winners/{p.name}.yaml): budget {p.provenance.get('bitops_budget')}, "
+                        f"{p.metrics['bitops'] / 1e9:.3f} GBitOps, search-val mIoU {p.metrics['search_val_miou']:.4f}"
+                        for p in policies if "bitops_budget" in p.provenance)
+    sens = json.loads((out / "sensitivity" / "sensitivity.json").read_text())
+    agreement = bits_agreement(read_sensitivity(out / "sensitivity"), policy.genome)
+    agree_text = ", ".join(f"{what} {tau:+.2f}" for what, tau in agreement.items()) or "not computable"
     times = "\n".join(f"| {name} | {sec:.0f} |" for name, sec in stages.times.items())
     exported = "\n".join(f"- `{fmt}`: [{path.name}](export/{path.name}) ({path.stat().st_size / 1e6:.2f} MB)"
                          for fmt, path in files.items())
@@ -129,19 +142,34 @@ def _report(ctx: Context, out: Path, policy: Policy, files: dict[str, Path], sta
 
 Config `{ctx.source}` (hash `{config_hash(ctx.config)}`), run folder `{out}`.
 
-## Comparison (every policy fine-tuned from the supernet with the same epochs)
+## Comparison (every policy fine-tuned from the supernet with the same epochs, {ctx.config.compare.seeds} seed(s) each)
 
-{chr(10).join(table)}
+{compare_table(rows)}
 
-GBitOps and GMACs at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}. mIoU on the validation split.
+GBitOps and GMACs at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}. mIoU on the validation split{" (mean ± std over seeds)" if ctx.config.compare.seeds > 1 else ""}.
 
-## Searched policy
+{differences}
 
-[`search/best.yaml`](search/best.yaml): `{policy.name}`, budgets {json.dumps(policy.provenance.get("budgets"))}.
+![comparison](compare/compare.png)
 
-{policy_summary(ctx, policy.genome)}
+## Searched policies
+
+One search ({ctx.config.search.strategy}, [`search/best.yaml`](search/best.yaml) at budgets
+{json.dumps(policy.provenance.get("budgets"))}){" and the best of its candidates at each budget:" if winners else "."}
+
+{winners}
+
+`{policy.name}` (exported below): {policy_summary(ctx, policy.genome)}
 
 ![search](search/search.png)
+
+## Where bits matter
+
+The reference architecture at uniform {max(ctx.spec.bits)} bits (search-val mIoU {100 * sens["reference_miou"]:.2f} on
+{sens["scenes"]} scenes) with one layer's weights or input activations dropped alone to {", ".join(map(str, sens["bits"]))} bits.
+Kendall tau between a layer's loss at {min(sens["bits"])} bits and the bits `{policy.name}` gives it: {agree_text}.
+
+![sensitivity](sensitivity/sensitivity.png)
 
 ## Latency table
 

@@ -20,17 +20,18 @@ from qnas.export.latency import get_backend
 from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export_model
 from qnas.pipeline.latency import load_table
-from qnas.pipeline.plots import search_scatter
+from qnas.pipeline.plots import compare_plot, search_scatter
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import checkpoint_file, load_trained
 from qnas.pipeline.training import finetune, train_baseline
 from qnas.search import Candidate, Constraint, Search, SearchSettings, pareto_front, parse_budget
 from qnas.space.genome import Genome
-from qnas.space.policy import Policy, atomic_write_text, write_policy
+from qnas.stats import summarize, welch_difference
+from qnas.space.policy import Policy, atomic_write_text, read_policy, write_policy
 from qnas.train.subnet import SupernetEvaluator, cut_subnet
 
-__all__ = ["BASELINES", "SearchResult", "budget_constraints", "search", "compare", "precision", "safe_name",
-           "file_hash", "write_csv"]
+__all__ = ["BASELINES", "SearchResult", "budget_constraints", "search", "compare", "compare_table", "precision",
+           "safe_name", "seed_run", "file_hash", "write_csv", "pick_winners"]
 
 BASELINES = ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")
 
@@ -95,16 +96,17 @@ class SearchResult:
 
 def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.PathLike[str], *,
            bitops_budget: str | None = None, latency_budget: str | None = None,
-           lut: str | os.PathLike[str] | None = None, force_lut: bool = False, strategy: str = "evolution",
+           lut: str | os.PathLike[str] | None = None, force_lut: bool = False, strategy: str | None = None,
            seed: int | None = None, resume: bool = False, reporter: Reporter = SILENT) -> SearchResult:
-    """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's);
-    writes best.yaml, evaluations.csv, pareto.csv, baselines.json and search.png."""
+    """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's),
+    with a registered strategy (default: the config's); writes best.yaml, evaluations.csv, pareto.csv,
+    baselines.json and search.png."""
     table = load_table(lut, force=force_lut) if lut else None
     constraints = budget_constraints(ctx, bitops_budget or ctx.config.search.bitops_budget,
                                      latency_budget or ctx.config.search.latency_budget, table)
-    settings = SearchSettings(**asdict(ctx.config.search), strategy=strategy)
-    if seed is not None:
-        settings = replace(settings, seed=seed)
+    settings = SearchSettings(**asdict(ctx.config.search))
+    settings = replace(settings, strategy=strategy or settings.strategy,
+                       seed=settings.seed if seed is None else seed)
     ctx.setup_torch()
     supernet, _ = load_trained(ctx.config, supernet_run)
     spec, hw = ctx.spec, ctx.deploy_hw
@@ -165,6 +167,32 @@ def _write_outputs(ctx: Context, out: Path, supernet_run: str | os.PathLike[str]
     return policy
 
 
+def pick_winners(ctx: Context, folder: str | os.PathLike[str], budgets: list[str]) -> list[Policy]:
+    """From one finished search in ``folder``: for each BitOps budget (GBitOps or FACTORx:POLICY), the
+    evaluated genome with the best search-validation mIoU within it, written to ``folder/winners/``."""
+    folder = Path(folder)
+    with open(folder / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    base = read_policy(folder / "best.yaml", ctx.space)
+    spec, hw = ctx.spec, ctx.deploy_hw
+    winners = []
+    for text in budgets:
+        budget = parse_budget(text, "bitops", lambda n: float(genome_cost(spec, ctx.policy(n).genome, *hw).bitops), 1e9)
+        within = [r for r in rows if float(r["bitops"]) <= budget]
+        if not within:
+            raise QnasError(f"the search in {folder} evaluated nothing within the bitops budget {text!r} "
+                            f"({budget / 1e9:.4g} GBitOps)")
+        best = max(within, key=lambda r: float(r["miou"]))
+        name = "searched_" + safe_name(text.replace(":", "_"))
+        policy = Policy(name, ctx.space.validate(json.loads(best["genome"])),
+                        {"search_val_miou": round(float(best["miou"]), 6), "bitops": float(best["bitops"])},
+                        {**base.provenance, "picked_from": str(folder / "evaluations.csv"),
+                         "bitops_budget": text, "bitops_budget_value": budget})
+        write_policy(folder / "winners" / f"{name}.yaml", policy, ctx.space)
+        winners.append(policy)
+    return winners
+
+
 # -- compare --------------------------------------------------------------------------------------------------
 def precision(genome: Genome) -> str:
     wbits = {v for k, v in genome.items() if k.endswith(".wbits")}
@@ -174,11 +202,20 @@ def precision(genome: Genome) -> str:
     return "mixed " + "/".join(str(b) for b in sorted(wbits | abits))
 
 
+def seed_run(out: str | os.PathLike[str], policy: Policy, seed: int) -> Path:
+    """The run folder of ``policy`` trained with seed index ``seed`` in a comparison folder."""
+    return Path(out) / "runs" / safe_name(policy.name) / f"seed{seed}"
+
+
 def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *,
             supernet_run: str | os.PathLike[str] | None = None, lut: str | os.PathLike[str] | None = None,
-            force_lut: bool = False, baselines: bool = True, reporter: Reporter = SILENT) -> list[dict[str, Any]]:
-    """Train every policy (and the uniform baselines) with equal epochs, fine-tuned from ``supernet_run``
-    or from scratch without it; write compare.csv and compare.md (the thesis's Table 4-4 shape)."""
+            force_lut: bool = False, baselines: bool = True, seeds: int | None = None,
+            reporter: Reporter = SILENT) -> list[dict[str, Any]]:
+    """Train every policy (and the uniform baselines) with equal epochs from ``seeds`` seeds (default:
+    compare.seeds), fine-tuned from ``supernet_run`` or from scratch without it; write compare.csv (every
+    seed's mIoU, mean, std, 95% interval), compare.md (mean ± std, differences with their intervals) and
+    compare.png (mIoU against GBitOps with error bars)."""
+    seeds = seeds or ctx.config.compare.seeds
     policies = list(policies) + ([ctx.policy(name) for name in BASELINES] if baselines else [])
     if not policies:
         raise QnasError("nothing to compare: give policy files, or leave the uniform baselines on")
@@ -189,35 +226,73 @@ def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *
     if supernet_run is not None:
         load_trained(ctx.config, supernet_run)  # refuse a wrong --supernet before anything is written
     out = Path(out)
-    rows = []
-    for policy, name in zip(policies, names):
-        run = out / "runs" / name
-        if not (run / "metrics.json").exists():
-            resume = (run / "checkpoint.pt").exists()
-            if supernet_run is not None:
-                finetune(ctx, supernet_run, policy, run, resume=resume, reporter=reporter)
-            else:
-                train_baseline(ctx, policy, run, resume=resume, reporter=reporter)
-        metrics = json.loads((run / "metrics.json").read_text())
-        row = {"method": policy.name, "precision": precision(policy.genome), "miou": round(metrics["miou"], 4),
-               "gbitops": round(metrics["bitops"] / 1e9, 3), "gmacs": round(metrics["macs"] / 1e9, 4),
-               "params_m": round(metrics["params"] / 1e6, 4),
-               "size_kb": round(weight_memory_bits(ctx.spec, policy.genome) / 8 / 1e3, 1)}
+    rows, mious = [], {}
+    for policy in policies:
+        values = []
+        for k in range(seeds):
+            run = seed_run(out, policy, k)
+            if not (run / "metrics.json").exists():
+                resume, seed = (run / "checkpoint.pt").exists(), ctx.config.seed + k
+                if supernet_run is not None:
+                    finetune(ctx, supernet_run, policy, run, resume=resume, reporter=reporter, seed=seed)
+                else:
+                    train_baseline(ctx, policy, run, resume=resume, reporter=reporter, seed=seed)
+            values.append(json.loads((run / "metrics.json").read_text())["miou"])
+        mious[policy.name] = values
+        metrics = json.loads((seed_run(out, policy, 0) / "metrics.json").read_text())
+        summary = summarize(values)
+        row = {"method": policy.name, "precision": precision(policy.genome), "miou": round(summary.mean, 4)}
+        if seeds > 1:
+            row.update(miou_std=round(summary.std, 4), miou_ci95=round(summary.half_width, 4), seeds=seeds,
+                       **{f"miou_seed{k}": round(v, 4) for k, v in enumerate(values)})
+        row.update(gbitops=round(metrics["bitops"] / 1e9, 3), gmacs=round(metrics["macs"] / 1e9, 4),
+                   params_m=round(metrics["params"] / 1e6, 4),
+                   size_kb=round(weight_memory_bits(ctx.spec, policy.genome) / 8 / 1e3, 1))
         if table is not None:
             row["latency_pred_ms"] = round(table.predict(ctx.spec, policy.genome), 3)
-            row["latency_meas_ms"] = round(_measured_latency(ctx, run, policy, table), 3)
+            row["latency_meas_ms"] = round(_measured_latency(ctx, seed_run(out, policy, 0), policy, table), 3)
         rows.append(row)
     write_csv(out / "compare.csv", rows)
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
+    compare_plot(rows, out / "compare.png", title=f"{ctx.config.data.dataset}, {seeds} seed(s) per policy")
     training = f"fine-tuned from {supernet_run}" if supernet_run else "trained from scratch"
-    text = (f"# Comparison ({ctx.config.data.dataset}, {training}, equal epochs)\n\n" + "\n".join(lines) + "\n\n"
-            f"GBitOps and GMACs at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}; size = weights at their bit "
-            "widths + 32-bit scale and bias per channel; latency: INT8 onnxruntime (predicted: table sum; "
-            "measured: the exported integer model).\n")
+    text = (f"# Comparison ({ctx.config.data.dataset}, {training}, equal epochs, {seeds} seed(s))\n\n"
+            + compare_table(rows) + "\n\n"
+            f"mIoU on the validation split{' (mean ± std over seeds)' if seeds > 1 else ''}; GBitOps and GMACs at "
+            f"{ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}; size = weights at their bit widths + 32-bit scale and bias per "
+            "channel; latency: INT8 onnxruntime (predicted: table sum; measured: the exported integer model).\n"
+            + differences(rows, mious) + "\n![mIoU against GBitOps](compare.png)\n")
     atomic_write_text(out / "compare.md", text)
     return rows
+
+
+SHOWN = ("method", "precision", "miou", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
+         "latency_meas_ms")
+
+
+def compare_table(rows: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table, mIoU as 'mean ± std' when there are several seeds."""
+    header = [h for h in SHOWN if h in rows[0]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [f"{r['miou']} ± {r['miou_std']}" if h == "miou" and r.get("miou_std") not in (None, "") else str(r[h])
+                 for h in header]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def differences(rows: list[dict[str, Any]], mious: dict[str, list[float]]) -> str:
+    """Each searched policy against each uniform one: mean mIoU difference (points) with Welch's 95% interval."""
+    uniform = [r for r in rows if r["precision"].startswith("uniform")]
+    others = [r for r in rows if not r["precision"].startswith("uniform")]
+    if not uniform or not others or min(len(v) for v in mious.values()) < 2:
+        return ""
+    lines = ["", "Differences in mean mIoU (points) with Welch's 95% interval; 'within noise' when it contains 0:",
+             "", "| policy | GBitOps | " + " | ".join(f"vs {u['method']} ({u['gbitops']})" for u in uniform) + " |",
+             "|---|---|" + "---|" * len(uniform)]
+    for r in others:
+        cells = [welch_difference(mious[r["method"]], mious[u["method"]]).show() for u in uniform]
+        lines.append(f"| {r['method']} | {r['gbitops']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _measured_latency(ctx: Context, run: Path, policy: Policy, table: LatencyTable) -> float:

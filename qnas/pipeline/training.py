@@ -17,9 +17,9 @@ from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import RunDir, load_trained, new_supernet, run_state
 from qnas.space.genome import Genome
 from qnas.space.policy import Policy, atomic_write_text, write_policy
-from qnas.supernet.network import Supernet
+from qnas.supernet.network import SegNet, Supernet
 from qnas.train.schedule import Stage, baseline_stages, finetune_stages, supernet_stages
-from qnas.train.subnet import evaluate_subnet
+from qnas.train.subnet import cut_subnet, evaluate_subnet
 from qnas.train.trainer import Trainer
 
 __all__ = ["measure", "train_supernet", "evaluate_policy", "train_baseline", "finetune", "metrics_row"]
@@ -35,11 +35,13 @@ def measure(ctx: Context, supernet: Supernet, genome: Genome, split: str = "val"
 
 
 def _train(ctx: Context, run: RunDir, supernet: Supernet, stages: list[Stage], state: dict[str, Any],
-           resume: bool, title: str, reporter: Reporter, seed: int | None = None) -> None:
+           resume: bool, title: str, reporter: Reporter, seed: int | None = None,
+           teacher: SegNet | None = None) -> None:
     dataset = ctx.train_dataset
     trainer = Trainer(supernet, stages, ctx.config.train, dataset, seed=ctx.config.seed if seed is None else seed,
                       checkpoint_path=run.checkpoint, log=run.log, extra_state=state,
-                      device=next(supernet.parameters()).device)
+                      device=next(supernet.parameters()).device, teacher=teacher,
+                      teacher_weight=ctx.config.train.finetune_distill)
     run.log(f"{title}: {len(dataset)} training images, stages {[s.name for s in stages]}")
     tic = time.perf_counter()
     with reporter.training(title) as monitor:
@@ -84,17 +86,19 @@ def metrics_row(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _train_single(ctx: Context, policy: Policy, out: str | os.PathLike[str], resume: bool, kind: str,
                   start: Callable[[Config], Supernet], stages: list[Stage], extra: dict[str, Any],
-                  reporter: Reporter, seed: int | None) -> dict[str, Any]:
-    """Train the policy's network alone from ``start``, then evaluate it; writes metrics.json and policy.yaml."""
+                  reporter: Reporter, seed: int | None, distill: bool = False) -> dict[str, Any]:
+    """Train the policy's network alone from ``start``, then evaluate it; writes metrics.json and policy.yaml.
+    With ``distill``, it learns from the soft output of the starting network's largest subnet too."""
     run = RunDir(out)
     supernet = start(ctx.config)  # refuses a wrong --supernet before the folder is made
+    teacher = cut_subnet(supernet, ctx.space.largest(), ctx.bn_images) if distill else None
     run.prepare(ctx.config, resume)
     device = ctx.setup_torch()
     supernet = supernet.to(device)
     state = run_state(ctx.config, kind, policy.genome)
     if seed is not None:
         state["seed"] = seed
-    _train(ctx, run, supernet, stages, state, resume, f"{kind} {policy.name}", reporter, seed)
+    _train(ctx, run, supernet, stages, state, resume, f"{kind} {policy.name}", reporter, seed, teacher)
     if not is_main_process():
         return {}
     supernet.eval()
@@ -125,6 +129,7 @@ def finetune(ctx: Context, supernet_run: str | os.PathLike[str], policy: Policy,
             raise QnasError(f"--supernet {supernet_run} holds a {state.get('kind')} run, not a supernet")
         return supernet
 
-    extra = {"supernet": str(Path(supernet_run)), "epochs": ctx.config.train.finetune_epochs}
-    return _train_single(ctx, policy, out, resume, "finetune", start,
-                         finetune_stages(ctx.config.train, policy.genome), extra, reporter, seed)
+    cfg = ctx.config.train
+    extra = {"supernet": str(Path(supernet_run)), "epochs": cfg.finetune_epochs, "distill": cfg.finetune_distill}
+    return _train_single(ctx, policy, out, resume, "finetune", start, finetune_stages(cfg, policy.genome), extra,
+                         reporter, seed, distill=cfg.finetune_distill > 0)

@@ -1,4 +1,4 @@
-"""Search under budgets: constraints, registered strategies (evolution, random), the resumable driver.
+"""Search under budgets: constraints, registered strategies (evolution, random, nsga2), the resumable driver.
 
 Never imports torch: the driver sees an ``Evaluator`` that maps a genome to metrics.
 """
@@ -14,7 +14,7 @@ from qnas.search.constraints import (
 )
 from qnas.search.driver import Evaluator, Search, SearchMonitor, SearchSettings, pareto_front
 from qnas.search.strategy import FITNESS, STRATEGIES, Candidate, Strategy, register_strategy
-from qnas.search import evolution  # noqa: F401  (registers evolution and random)
+from qnas.search import evolution, nsga2  # noqa: F401  (registers evolution, random, nsga2)
 
 __all__ = [
     "FITNESS", "STRATEGIES", "BudgetError", "Candidate", "Constraint", "Evaluator", "Search", "SearchMonitor",

@@ -40,9 +40,7 @@ class Evaluator(Protocol):
 
 @dataclass(frozen=True)
 class SearchSettings(SearchConfig):
-    """The config's search numbers (``SearchConfig``) plus the registered strategy's name."""
-
-    strategy: str = "evolution"
+    """The config's search numbers (``SearchConfig``), the strategy checked against the registry."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,7 +113,7 @@ class Search:
         if not self.state_path.exists():
             return _State()
         doc = json.loads(self.state_path.read_text())
-        if doc.get("settings") != asdict(self.settings):
+        if doc.get("settings") != json.loads(json.dumps(asdict(self.settings))):  # as JSON holds them
             raise QnasError(f"{self.state_path} belongs to a search with other settings "
                             f"{doc.get('settings')}; use a new output folder")
         return _State(doc["generation"], doc["parents"], doc["rng"], doc["history"])

@@ -99,7 +99,8 @@ class Trainer:
     def __init__(self, supernet: Supernet, stages: Sequence[Stage], cfg: TrainConfig, dataset: Dataset, *,
                  seed: int, checkpoint_path: str | Path, monitor: TrainMonitor | None = None,
                  log: Callable[[str], None] | None = None, device: torch.device | str = "cpu",
-                 extra_state: dict[str, Any] | None = None) -> None:
+                 extra_state: dict[str, Any] | None = None, teacher: nn.Module | None = None,
+                 teacher_weight: float = 0.0) -> None:
         self.supernet = supernet.to(device)
         self.space = supernet.space
         self.stages = list(stages)
@@ -112,6 +113,9 @@ class Trainer:
         self.log = log or (lambda message: None)
         self.device = torch.device(device)
         self.extra_state = dict(extra_state or {})
+        # a fixed network whose soft output single-subnet stages distil (fine-tuning from the supernet's largest)
+        self.teacher = None if teacher is None else teacher.to(device).eval()
+        self.teacher_weight = teacher_weight
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
@@ -219,6 +223,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.supernet.train()
         teacher, total = None, 0.0
+        if self.teacher is not None and self.teacher_weight and len(genomes) == 1:
+            with torch.no_grad():
+                fixed_teacher = self.teacher(images)
         for i, genome in enumerate(genomes):
             self.supernet.set_genome(genome)
             last = i == len(genomes) - 1
@@ -231,6 +238,8 @@ class Trainer:
                         F.cross_entropy(a, labels, ignore_index=self.ignore_index) for a in aux)
                 if teacher is not None and cfg.distill_weight:
                     loss = loss + cfg.distill_weight * distill_loss(logits, teacher, cfg.distill_temperature)
+                if self.teacher is not None and self.teacher_weight and len(genomes) == 1:
+                    loss = loss + self.teacher_weight * distill_loss(logits, fixed_teacher, cfg.distill_temperature)
                 (loss / len(genomes)).backward()
             if i == 0 and len(genomes) > 1:
                 teacher = logits.detach()

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qnas.cli.main import main
@@ -18,17 +19,24 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = tmp_path / "run"
     assert main(["run", "--config", TINY, "--out", str(out), "--quiet"]) == 0
     for name in ("supernet/checkpoint.pt", "lut.yaml", "lut_check.json", "lut_check.png", "search/best.yaml",
-                 "search/search.png", "compare/compare.csv", "compare/compare.md", "report.md"):
+                 "search/search.png", "search/winners/searched_0.6x_uniform_w8a8.yaml",
+                 "search/winners/searched_0.35x_uniform_w8a8.yaml", "sensitivity/sensitivity.csv",
+                 "sensitivity/sensitivity.png", "compare/compare.csv", "compare/compare.md", "compare/compare.png",
+                 "report.md"):
         assert (out / name).exists(), name
     exported = sorted(p.name for p in (out / "export").iterdir())
     assert [name.split("_")[-1] for name in exported] == ["fp32.onnx", "int8.onnx", "qonnx.onnx", "qdq.onnx"]
     report = (out / "report.md").read_text()
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
-    for row in rows:  # the report's table is the comparison's numbers
-        assert f"| {row['method']} | {row['precision']} | {row['miou']} | {row['gbitops']} |" in report
-        metrics = json.loads((out / "compare" / "runs" / row["method"] / "metrics.json").read_text())
-        assert float(row["miou"]) == pytest.approx(metrics["miou"], abs=1e-4)
+    assert [r["method"] for r in rows[:2]] == ["searched_0.6x_uniform_w8a8", "searched_0.35x_uniform_w8a8"]
+    for row in rows:  # the report's table is the comparison's numbers, mean ± std over the two seeds
+        assert f"| {row['method']} | {row['precision']} | {row['miou']} ± {row['miou_std']} | {row['gbitops']} |" in report
+        seeds = [json.loads((out / "compare" / "runs" / row["method"] / f"seed{k}" / "metrics.json").read_text())
+                 for k in (0, 1)]
+        assert float(row["miou"]) == pytest.approx(np.mean([m["miou"] for m in seeds]), abs=1e-4)
+        assert [float(row[f"miou_seed{k}"]) for k in (0, 1)] == pytest.approx([m["miou"] for m in seeds], abs=1e-4)
+    assert "Differences in mean mIoU" in report and "Kendall tau between a layer's loss" in report
     check = json.loads((out / "lut_check.json").read_text())
     assert f"MAPE {check['mape'] * 100:.1f}%" in report
     assert main(["run", "--config", TINY, "--out", str(out), "--quiet"]) == 2  # refuses without --resume

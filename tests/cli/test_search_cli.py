@@ -81,7 +81,10 @@ def test_compare_writes_the_table(supernet_run: Path, tmp_path: Path) -> None:
                             "latency_meas_ms"}
     w8, w4 = rows[1], rows[3]
     assert float(w4["size_kb"]) < float(w8["size_kb"]) and float(w4["gbitops"]) < float(w8["gbitops"])
-    for row in rows:  # the numbers come from the runs' metrics files
-        metrics = json.loads((out / "runs" / row["method"] / "metrics.json").read_text())
-        assert float(row["miou"]) == pytest.approx(metrics["miou"], abs=1e-4)
-    assert "| method |" in (out / "compare.md").read_text()
+    for row in rows:  # the numbers come from the runs' metrics files: tiny.yaml asks for two seeds
+        mious = [json.loads((out / "runs" / row["method"] / f"seed{k}" / "metrics.json").read_text())["miou"]
+                 for k in (0, 1)]
+        assert float(row["miou"]) == pytest.approx(sum(mious) / 2, abs=1e-4) and row["seeds"] == "2"
+        assert float(row["miou_std"]) == pytest.approx(abs(mious[0] - mious[1]) / 2**0.5, abs=1e-4)
+    text = (out / "compare.md").read_text()
+    assert "| method |" in text and "Welch's 95% interval" in text and (out / "compare.png").stat().st_size > 1000

@@ -245,7 +245,7 @@ def search_values(tmp: Path) -> dict:
     w8 = genome_cost(config.space, space.uniform(8, 3, 6, 3), *hw).bitops
     budget = Constraint("bitops", lambda g: genome_cost(config.space, g, *hw).bitops, 0.5 * w8, "GBitOps", 1e9)
     for strategy in ("evolution", "random"):
-        settings = SearchSettings(**{**vars(config.search), "seed": 3}, strategy=strategy)
+        settings = SearchSettings(**{**vars(config.search), "seed": 3, "strategy": strategy})
         search = Search(space, [budget], _fake_fitness, settings, tmp / f"fake-{strategy}")
         history = search.run()
         out[f"fake-{strategy}"] = {"order": digest([genome_digest(c.genome) for c in history]),

@@ -163,8 +163,8 @@ def test_strategy_registry() -> None:
     from qnas.search import register_strategy
     from qnas.search.evolution import Evolution
 
-    assert {"evolution", "random"} <= set(STRATEGIES)
+    assert {"evolution", "random", "nsga2"} <= set(STRATEGIES)
     with pytest.raises(ValueError, match="already registered"):
         register_strategy("evolution")(Evolution)
-    with pytest.raises(Exception, match="allowed: \\['evolution', 'random'"):
+    with pytest.raises(Exception, match="allowed: \\['evolution', 'nsga2', 'random'"):
         SearchSettings(strategy="gradient")

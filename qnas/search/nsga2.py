@@ -1,0 +1,108 @@
+"""Multi-objective search (NSGA-II, Deb et al. 2002): the whole Pareto front in one search.
+
+Objectives: search-validation mIoU (higher) against BitOps (lower), and against predicted
+latency (lower) when the evaluator reports it. Each generation breeds ``mutants + crossovers``
+children from parents chosen by binary tournament on (front rank, crowding distance); the next
+parents are the best ``population`` of parents and children by the same order. Candidates meet
+every budget, so the front spans everything up to the budgets. Torch-free and resumable: the
+order is computed from the candidates alone, ties broken by their order in the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from qnas.search.constraints import sample_feasible
+from qnas.search.strategy import Candidate, Strategy, register_strategy
+from qnas.space.genome import Genome
+
+__all__ = ["NSGA2", "objectives", "non_dominated_fronts", "crowding_distance"]
+
+COSTS = ("bitops", "latency_ms")  # minimized, whichever the candidates carry
+
+
+def objectives(candidates: Sequence[Candidate]) -> np.ndarray:
+    """[n, k] values to minimize: -mIoU, then every cost all candidates carry."""
+    keys = [k for k in COSTS if candidates and all(k in c.metrics for c in candidates)]
+    return np.array([[-c.fitness] + [float(c.metrics[k]) for k in keys] for c in candidates], dtype=np.float64)
+
+
+def non_dominated_fronts(values: np.ndarray) -> list[list[int]]:
+    """Indices by non-dominated front (front 0: nothing dominates them), each in index order."""
+    n = len(values)
+    better_eq = np.all(values[:, None, :] <= values[None, :, :], axis=2)
+    strictly = np.any(values[:, None, :] < values[None, :, :], axis=2)
+    dominates = better_eq & strictly  # [i, j]: i dominates j
+    count = dominates.sum(axis=0)
+    fronts, current = [], [i for i in range(n) if count[i] == 0]
+    while current:
+        fronts.append(current)
+        nxt = []
+        for i in current:
+            for j in np.flatnonzero(dominates[i]):
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(int(j))
+        current = sorted(nxt)
+    return fronts
+
+
+def crowding_distance(values: np.ndarray) -> np.ndarray:
+    """Deb's crowding distance within one front (infinite at each objective's extremes)."""
+    n, k = values.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for m in range(k):
+        order = np.argsort(values[:, m], kind="stable")
+        span = values[order[-1], m] - values[order[0], m]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (values[order[2:], m] - values[order[:-2], m]) / span
+    return distance
+
+
+def _ranking(pool: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    """(front rank, crowding distance) of every candidate."""
+    values = objectives(pool)
+    rank, crowd = np.zeros(len(pool), int), np.zeros(len(pool))
+    for r, front in enumerate(non_dominated_fronts(values)):
+        rank[front] = r
+        crowd[front] = crowding_distance(values[front])
+    return rank, crowd
+
+
+@register_strategy("nsga2")
+class NSGA2(Strategy):
+    @staticmethod
+    def evaluations(settings) -> int:
+        return settings.population + (settings.generations - 1) * (settings.mutants + settings.crossovers)
+
+    def survivors(self, pool: list[Candidate]) -> list[Candidate]:
+        rank, crowd = _ranking(pool)
+        order = sorted(range(len(pool)), key=lambda i: (rank[i], -crowd[i], i))
+        return [pool[i] for i in order[:self.settings.population]]
+
+    def _tournament(self, parents: list[Candidate], rank: np.ndarray, crowd: np.ndarray,
+                    rng: np.random.Generator) -> Genome:
+        i, j = (int(v) for v in rng.integers(len(parents), size=2))
+        better = i if (rank[i], -crowd[i], i) <= (rank[j], -crowd[j], j) else j
+        return parents[better].genome
+
+    def propose(self, generation: int, parents: list[Candidate], rng: np.random.Generator) -> list[Genome]:
+        s, space, cons = self.settings, self.space, self.constraints
+        if generation == 0:
+            return [sample_feasible(space, cons, rng, s.max_tries) for _ in range(s.population)]
+        rank, crowd = _ranking(parents)
+
+        def pick(r: np.random.Generator) -> Genome:
+            return self._tournament(parents, rank, crowd, r)
+
+        mutants = [sample_feasible(space, cons, rng, s.max_tries, propose=lambda r: space.mutate(pick(r), r, s.p_mutate))
+                   for _ in range(s.mutants)]
+        crosses = [sample_feasible(space, cons, rng, s.max_tries,
+                                   propose=lambda r: space.mutate(space.crossover(pick(r), pick(r), r), r, s.p_mutate))
+                   for _ in range(s.crossovers)]
+        return mutants + crosses

@@ -1,0 +1,34 @@
+"""Seed statistics: means, standard deviations and Student-t / Welch intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qnas.stats import summarize, welch_difference
+
+
+def test_summary_of_three_seeds() -> None:
+    s = summarize([0.40, 0.41, 0.42])
+    assert s.mean == pytest.approx(0.41) and s.std == pytest.approx(0.01) and s.n == 3
+    # t(0.975, 2) = 4.303: the interval is mean +- 4.303 * 0.01 / sqrt(3)
+    assert s.half_width == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-4)
+    assert s.show(100) == "41.00 ± 1.00"
+    one = summarize([0.5])
+    assert one.n == 1 and math.isnan(one.std) and one.show() == "0.50"
+
+
+def test_welch_interval_covers_the_true_difference_about_95_percent() -> None:
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        d = welch_difference(rng.normal(0.02, 0.01, 3), rng.normal(0.0, 0.02, 3))
+        covered += d.low <= 0.02 <= d.high
+    assert 0.93 <= covered / 2000 <= 0.99  # Welch is slightly conservative for n = 3
+    d = welch_difference([0.5, 0.51, 0.52], [0.40, 0.41, 0.42])
+    assert d.diff == pytest.approx(0.1) and not d.within_noise and d.show().startswith("+10.00 [")
+    assert welch_difference([0.5, 0.52, 0.48], [0.5, 0.49, 0.51]).within_noise
+    with pytest.raises(ValueError):
+        welch_difference([0.5], [0.4, 0.3])
