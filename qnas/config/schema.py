@@ -12,13 +12,21 @@ from qnas.errors import ConfigError, FieldError
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
-    "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
+    "SEED_LIMIT", "check_seed", "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
     "config_hash",
 ]
+
+SEED_LIMIT = 2**32  # seeds are non-negative and below this (numpy and torch take them all)
+
 
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise FieldError(name, f"must be > 0, got {value}")
+
+
+def check_seed(name: str, value: int) -> None:
+    if not 0 <= value < SEED_LIMIT:
+        raise FieldError(name, f"must be between 0 and {SEED_LIMIT - 1}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class DataConfig:
                     raise FieldError(name, f"sizes must be multiples of 32 and >= 32, got {v}")
         for name in ("train_scenes", "val_scenes", "calib_scenes", "batch_size"):
             _positive(name, getattr(self, name))
+        check_seed("seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,7 @@ class SearchConfig:
             raise FieldError("parents", f"{self.parents} exceeds population {self.population}")
         if not 0.0 <= self.p_mutate <= 1.0:
             raise FieldError("p_mutate", f"must be in [0, 1], got {self.p_mutate}")
+        check_seed("seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -185,6 +195,7 @@ class Config:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_seed("seed", self.seed)
         # data.dataset and its class count are checked where datasets are known (qnas.data.check_data_config)
         for i, phase in enumerate(self.train.phases):
             bad = sorted(set(phase.depths) - set(self.space.depths))

@@ -15,6 +15,7 @@ from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.latency import build_table, get_backend, measure_network
 from qnas.pipeline.context import Context
+from qnas.pipeline.lock import FolderLock
 from qnas.pipeline.plots import latency_scatter
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.space.policy import atomic_write_text
@@ -37,7 +38,7 @@ def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "
                   reporter: Reporter = SILENT) -> LatencyTable:
     """Time every distinct unit of the space at the deployment resolution; resumable (keeps measured entries)."""
     engine = get_backend(backend, threads)
-    with reporter.steps("latency table") as progress:
+    with FolderLock.file(out), reporter.steps("latency table") as progress:
         return build_table(ctx.spec, ctx.deploy_hw, engine, out, warmup=warmup, repeats=repeats,
                            resume=not restart, progress=progress)
 

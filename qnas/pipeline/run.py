@@ -11,12 +11,12 @@ from itertools import groupby
 from pathlib import Path
 
 from qnas.config import config_hash
-from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.profiles import PROFILES, profile_names
 from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export
 from qnas.pipeline.latency import latency_check, latency_table
+from qnas.pipeline.lock import LOCK_NAME, FolderLock, clean_temporary_files
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.searching import compare, compare_table, pick_winners, safe_name, search, seed_run
 from qnas.pipeline.sensitivity import bits_agreement, read_sensitivity, sensitivity
@@ -24,41 +24,28 @@ from qnas.pipeline.training import train_supernet
 from qnas.space.genome import Genome
 from qnas.space.networks import network_plan
 from qnas.space.policy import Policy, atomic_write_text, read_policy
-from qnas.train.checkpoint import load_checkpoint
 
 __all__ = ["run", "policy_summary"]
 
 
-def _finished(checkpoint: Path) -> bool:
-    try:
-        return bool(load_checkpoint(checkpoint).get("finished"))
-    except QnasError:
-        return False
-
-
-def _table_complete(path: Path, ctx: Context) -> bool:
-    try:
-        return path.exists() and not LatencyTable.read(path).missing(ctx.spec)
-    except QnasError:
-        return False
-
-
-def _search_done(folder: Path, generations: int) -> bool:
-    state = folder / "state.json"
-    return (folder / "best.yaml").exists() and state.exists() and \
-        json.loads(state.read_text()).get("generation") == generations
-
-
 class _Stages:
-    """Runs each stage unless it is complete; records how long each took."""
+    """Runs each stage unless the run folder's ``stages.json`` marks it done; the mark is written only after
+    every output of the stage is, so a kill at any instant leaves the stage to be resumed or redone."""
 
-    def __init__(self, reporter: Reporter) -> None:
+    def __init__(self, out: Path, reporter: Reporter) -> None:
+        self.marks = out / "stages.json"
         self.reporter = reporter
         self.times: dict[str, float] = {}
         self.skipped: list[str] = []
 
-    def __call__(self, name: str, done, work) -> None:
-        if done():
+    def _done(self) -> dict[str, str]:
+        try:
+            return json.loads(self.marks.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def __call__(self, name: str, work) -> None:
+        if name in self._done():
             self.skipped.append(name)
             self.reporter.skipped(name)
             return
@@ -66,40 +53,46 @@ class _Stages:
         with self.reporter.stage(name):
             work()
         self.times[name] = time.perf_counter() - tic
+        atomic_write_text(self.marks, json.dumps({**self._done(), name: time.strftime("%Y-%m-%d %H:%M:%S")},
+                                                 indent=1) + "\n")
 
 
 def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, reporter: Reporter = SILENT) -> Path:
     """Train the supernet, measure and check the latency table, search under the config's budgets (and pick
     a policy at each of search.winners from the same search), measure per-layer precision sensitivity,
     fine-tune the winners and the uniform baselines (compare.seeds seeds each), export the first winner in
-    every profile, write report.md."""
+    every profile, write report.md. ``resume`` continues a folder killed at any instant."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not resume:
+    if out.exists() and not out.is_dir():
+        raise QnasError(f"--out {out} exists and is not a folder")
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not resume:
         raise QnasError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    stage = _Stages(reporter)
+    with FolderLock(out):
+        clean_temporary_files(out)
+        return _run(ctx, out, reporter)
+
+
+def _run(ctx: Context, out: Path, reporter: Reporter) -> Path:
+    stage = _Stages(out, reporter)
     sn, lut, found, cmp, exported = out / "supernet", out / "lut.yaml", out / "search", out / "compare", out / "export"
     sens = out / "sensitivity"
     tic = time.perf_counter()
 
-    stage("train supernet", lambda: _finished(sn / "checkpoint.pt"),
-          lambda: train_supernet(ctx, sn, resume=(sn / "checkpoint.pt").exists(), reporter=reporter))
-    stage("latency table", lambda: _table_complete(lut, ctx), lambda: latency_table(ctx, lut, reporter=reporter))
-    stage("latency check", lambda: (out / "lut_check.json").exists(),
-          lambda: latency_check(ctx, lut, samples=30, plot=out / "lut_check.png", reporter=reporter))
-    stage("search", lambda: _search_done(found, ctx.config.search.generations),
-          lambda: search(ctx, sn, found, lut=lut, resume=(found / "state.json").exists(), reporter=reporter))
+    def started(folder: Path) -> bool:
+        return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+
+    stage("train supernet", lambda: train_supernet(ctx, sn, resume=(sn / "checkpoint.pt").exists(), reporter=reporter))
+    stage("latency table", lambda: latency_table(ctx, lut, reporter=reporter))
+    stage("latency check", lambda: latency_check(ctx, lut, samples=30, plot=out / "lut_check.png", reporter=reporter))
+    stage("search", lambda: search(ctx, sn, found, lut=lut, resume=started(found), reporter=reporter))
     budgets = list(ctx.config.search.winners)
     policies = pick_winners(ctx, found, budgets) if budgets else [read_policy(found / "best.yaml", ctx.space)]
-    stage("precision sensitivity", lambda: (sens / "sensitivity.png").exists(),
-          lambda: sensitivity(ctx, sn, sens, reporter=reporter))
-    stage("fine-tune and compare", lambda: (cmp / "compare.md").exists(),
-          lambda: compare(ctx, cmp, policies, supernet_run=sn, lut=lut, reporter=reporter))
+    stage("precision sensitivity", lambda: sensitivity(ctx, sn, sens, reporter=reporter))
+    stage("fine-tune and compare", lambda: compare(ctx, cmp, policies, supernet_run=sn, lut=lut, reporter=reporter))
     policy = policies[0]
     files = {fmt: exported / f"{safe_name(policy.name)}{PROFILES[fmt].suffix}" for fmt in profile_names()}
     for fmt, path in files.items():
-        stage(f"export {fmt}", path.exists,
-              lambda fmt=fmt, path=path: export(ctx, seed_run(cmp, policy, 0), policy.genome, fmt, path))
+        stage(f"export {fmt}", lambda fmt=fmt, path=path: export(ctx, seed_run(cmp, policy, 0), policy.genome, fmt, path))
     _report(ctx, out, policies, files, stage, time.perf_counter() - tic)
     return out / "report.md"
 

@@ -12,6 +12,7 @@ import yaml
 from qnas.config import Config, config_hash, from_dict, to_dict
 from qnas.errors import CheckpointError, ConfigError, QnasError
 from qnas.pipeline.context import is_main_process
+from qnas.pipeline.lock import clean_temporary_files
 from qnas.space.genome import Genome, SearchSpace
 from qnas.space.spec import SpaceSpec
 from qnas.space.policy import atomic_write_text
@@ -49,6 +50,8 @@ class RunDir:
                             f"{self.config}, or choose another --out")
         if is_main_process():
             self.path.mkdir(parents=True, exist_ok=True)
+            if resume:
+                clean_temporary_files(self.path)
             atomic_write_text(self.config, config.to_yaml())
 
     def log(self, message: str) -> None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from qnas.config import config_hash
+from qnas.config import config_hash, to_dict
 from qnas.cost.bitops import genome_cost, weight_memory_bits
 from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
@@ -20,6 +20,7 @@ from qnas.export.latency import get_backend
 from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export_model
 from qnas.pipeline.latency import load_table
+from qnas.pipeline.lock import FolderLock, clean_temporary_files
 from qnas.pipeline.plots import compare_plot, search_scatter
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import checkpoint_file, load_trained
@@ -120,10 +121,20 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
 
     evaluator = SupernetEvaluator(supernet, ctx.bn_images, ctx.loader("search"), ctx.num_classes, costs,
                                   ctx.ignore_index)
-    with reporter.searching(settings.evaluations) as monitor:
-        run = Search(ctx.space, constraints, evaluator, settings, out, monitor)
-        history = run.run(resume=resume)
-    best = _write_outputs(ctx, Path(out), supernet_run, run, history, constraints, evaluator, settings)
+    cfg = ctx.config
+    identity = {"supernet": file_hash(checkpoint_file(supernet_run)), "space": to_dict(cfg.space),
+                "data": to_dict(cfg.data), "deploy": to_dict(cfg.deploy),
+                "bn_calibration": [cfg.train.batch_size, cfg.train.bn_calib_batches],
+                "latency_table": file_hash(lut) if lut else None}
+    with FolderLock(out):
+        if resume:
+            clean_temporary_files(out)
+        with reporter.searching(settings.evaluations) as monitor:
+            run = Search(ctx.space, constraints, evaluator, settings, out, monitor, identity)
+            history = run.run(resume=resume)
+        for warning in run.warnings:
+            reporter.message(f"warning: {warning}")
+        best = _write_outputs(ctx, Path(out), supernet_run, run, history, constraints, evaluator, settings)
     return SearchResult(best, run, history, constraints)
 
 
@@ -144,7 +155,6 @@ def _write_outputs(ctx: Context, out: Path, supernet_run: str | os.PathLike[str]
     metrics = {k: (round(v, 6) if k in ("miou", "pixel_acc") else v) for k, v in best.metrics.items()}
     name = f"searched_{settings.strategy}_" + "_".join(f"{c.name}{c.show(c.budget).split()[0]}" for c in constraints)
     policy = Policy(name.rstrip("_"), best.genome, {"search_val_miou": metrics.pop("miou"), **metrics}, provenance)
-    write_policy(out / "best.yaml", policy, ctx.space)
     rows = [{"index": i, "generation": c.generation, **c.metrics,
              "genome": json.dumps(dict(c.genome), separators=(",", ":"))} for i, c in enumerate(run.cache.values())]
     write_csv(out / "evaluations.csv", rows)
@@ -164,6 +174,7 @@ def _write_outputs(ctx: Context, out: Path, supernet_run: str | os.PathLike[str]
     atomic_write_text(out / "baselines.json", json.dumps(baselines, indent=2) + "\n")
     search_scatter(list(run.cache.values()), fronts, baselines, best, out / "search.png",
                    budgets={c.name: c.budget for c in constraints})
+    write_policy(out / "best.yaml", policy, ctx.space)  # last: the search's outputs are complete once it exists
     return policy
 
 
@@ -226,6 +237,13 @@ def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *
     if supernet_run is not None:
         load_trained(ctx.config, supernet_run)  # refuse a wrong --supernet before anything is written
     out = Path(out)
+    with FolderLock(out):
+        clean_temporary_files(out)
+        return _compare(ctx, out, policies, supernet_run, table, seeds, reporter)
+
+
+def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str | os.PathLike[str] | None,
+             table: LatencyTable | None, seeds: int, reporter: Reporter) -> list[dict[str, Any]]:
     rows, mious = [], {}
     for policy in policies:
         values = []

@@ -22,6 +22,7 @@ from torch.utils.data import Subset
 from qnas.cost.agreement import kendall_tau
 from qnas.data.loaders import make_loader
 from qnas.pipeline.context import Context
+from qnas.pipeline.lock import FolderLock
 from qnas.pipeline.plots import sensitivity_plot
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import load_trained
@@ -53,6 +54,12 @@ def sensitivity(ctx: Context, supernet_run: str | os.PathLike[str], out: str | o
         with torch.no_grad():
             return evaluate_subnet(supernet, g, ctx.bn_images, loader, ctx.num_classes, ctx.ignore_index)["miou"]
 
+    with FolderLock(out):
+        return _sensitivity(ctx, out, genome, bits, loader, miou, reporter)
+
+
+def _sensitivity(ctx: Context, out: Path, genome: Genome, bits: tuple[int, ...], loader, miou,
+                 reporter: Reporter) -> list[dict[str, Any]]:
     base = miou(genome)
     genes = [label for label in ctx.space.canonical_order(genome) if label.endswith((".wbits", ".abits"))]
     todo = [(label, b) for label in genes for b in bits if genome[label] != b]

@@ -13,6 +13,7 @@ from qnas.config import Config, config_hash
 from qnas.cost.bitops import genome_cost
 from qnas.errors import QnasError
 from qnas.pipeline.context import Context, is_main_process
+from qnas.pipeline.lock import FolderLock
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import RunDir, load_trained, new_supernet, run_state
 from qnas.space.genome import Genome
@@ -54,7 +55,11 @@ def train_supernet(ctx: Context, out: str | os.PathLike[str], *, resume: bool = 
                    reporter: Reporter = SILENT) -> dict[str, dict[str, Any]]:
     """Train the supernet into run folder ``out`` (float warm-up, then the progressive-shrinking QAT
     phases); returns and writes ``summary.json``: the largest and smallest subnets' metrics."""
-    run = RunDir(out)
+    with FolderLock(out):
+        return _train_supernet(ctx, RunDir(out), resume, reporter)
+
+
+def _train_supernet(ctx: Context, run: RunDir, resume: bool, reporter: Reporter) -> dict[str, dict[str, Any]]:
     run.prepare(ctx.config, resume)
     device = ctx.setup_torch()
     supernet = new_supernet(ctx.config).to(device)
@@ -92,6 +97,13 @@ def _train_single(ctx: Context, policy: Policy, out: str | os.PathLike[str], res
     run = RunDir(out)
     supernet = start(ctx.config)  # refuses a wrong --supernet before the folder is made
     teacher = cut_subnet(supernet, ctx.space.largest(), ctx.bn_images) if distill else None
+    with FolderLock(out):
+        return _train_alone(ctx, run, supernet, teacher, policy, resume, kind, stages, extra, reporter, seed)
+
+
+def _train_alone(ctx: Context, run: RunDir, supernet: Supernet, teacher: SegNet | None, policy: Policy,
+                 resume: bool, kind: str, stages: list[Stage], extra: dict[str, Any], reporter: Reporter,
+                 seed: int | None) -> dict[str, Any]:
     run.prepare(ctx.config, resume)
     device = ctx.setup_torch()
     supernet = supernet.to(device)

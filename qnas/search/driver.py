@@ -80,7 +80,7 @@ class Search:
 
     def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], evaluator: Evaluator,
                  settings: SearchSettings, folder: str | os.PathLike[str],
-                 monitor: SearchMonitor | None = None) -> None:
+                 monitor: SearchMonitor | None = None, identity: Mapping[str, Any] | None = None) -> None:
         self.space = space
         self.constraints = list(constraints)
         self.evaluator = evaluator
@@ -94,33 +94,62 @@ class Search:
         self.logged: list[Genome] = []
         self.history: list[Candidate] = []  # every candidate, in order (cache hits repeat)
         self.strategy = STRATEGIES[settings.strategy](space, constraints, settings)
+        # what else defines this search (budgets, supernet, config): a resume must match it
+        self.identity = json.loads(json.dumps({"budgets": {c.name: c.budget for c in self.constraints},
+                                               **(identity or {})}))
+        self.warnings: list[str] = []
 
     # -- persistence --------------------------------------------------------------------------
     def _load(self) -> _State:
         if self.log_path.exists():
-            lines = self.log_path.read_text().splitlines()
-            for i, line in enumerate(lines):
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    if i == len(lines) - 1:  # a line cut by a kill: that evaluation is redone
-                        break
-                    raise QnasError(f"{self.log_path}: line {i + 1} is not JSON; the log is damaged") from None
-                genome = self.space.validate(entry["genome"])
-                self.cache[genome] = Candidate(genome, entry["metrics"], entry["generation"])
-                self.line[genome] = len(self.logged)
-                self.logged.append(genome)
+            self._read_log()
         if not self.state_path.exists():
             return _State()
-        doc = json.loads(self.state_path.read_text())
-        if doc.get("settings") != json.loads(json.dumps(asdict(self.settings))):  # as JSON holds them
-            raise QnasError(f"{self.state_path} belongs to a search with other settings "
-                            f"{doc.get('settings')}; use a new output folder")
-        return _State(doc["generation"], doc["parents"], doc["rng"], doc["history"])
+        try:
+            doc = json.loads(self.state_path.read_text())
+            saved = doc["settings"], doc.get("identity", {})
+            state = _State(doc["generation"], doc["parents"], doc["rng"], doc["history"])
+        except (ValueError, KeyError, TypeError):
+            raise QnasError(f"{self.state_path} is damaged (not a search state); remove {self.folder} to start "
+                            "again") from None
+        current = json.loads(json.dumps(asdict(self.settings)))  # as JSON holds them
+        for name, (was, now) in {**{k: (saved[0].get(k), v) for k, v in current.items()},
+                                 **{k: (saved[1].get(k), v) for k, v in self.identity.items()}}.items():
+            if was != now:
+                raise QnasError(f"{self.folder} holds a search with {name} {was!r}, this one has {now!r}; resume it "
+                                f"with the same {name}, or choose another --out")
+        return state
+
+    def _read_log(self) -> None:
+        """Every evaluation logged so far; a last line cut by a kill is dropped (and redone), with a warning."""
+        data = self.log_path.read_bytes()
+        good = 0
+        for i, raw in enumerate(data.splitlines(keepends=True)):
+            try:
+                entry = json.loads(raw)
+                genome = self.space.validate(entry["genome"])
+                candidate = Candidate(genome, {k: float(v) for k, v in entry["metrics"].items()},
+                                      int(entry["generation"]))
+                if not raw.endswith(b"\n"):
+                    raise ValueError("no line end")
+            except (ValueError, KeyError, TypeError, AttributeError, QnasError) as exc:
+                if good + len(raw) == len(data):  # the last line, cut by a kill: drop it
+                    with open(self.log_path, "r+b") as f:
+                        f.truncate(good)
+                    self.warnings.append(f"{self.log_path}: dropped its last line, cut off by a kill; that "
+                                         "evaluation is done again")
+                    break
+                reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:80]
+                raise QnasError(f"{self.log_path}: line {i + 1} is not an evaluation ({reason}); "
+                                "the log is damaged") from None
+            self.cache[genome] = candidate
+            self.line[genome] = len(self.logged)
+            self.logged.append(genome)
+            good += len(raw)
 
     def _save(self, state: _State) -> None:
-        doc = {"settings": asdict(self.settings), "generation": state.generation, "parents": state.parents,
-               "rng": state.rng, "history": state.history}
+        doc = {"settings": asdict(self.settings), "identity": self.identity, "generation": state.generation,
+               "parents": state.parents, "rng": state.rng, "history": state.history}
         atomic_write_text(self.state_path, json.dumps(doc) + "\n")
 
     def _append(self, candidate: Candidate) -> None:
@@ -158,6 +187,8 @@ class Search:
         rng = np.random.default_rng(s.seed)
         if state.rng is not None:
             rng.bit_generator.state = state.rng
+        if not self.state_path.exists():  # before the first evaluation: a log never exists without its state
+            self._save(_State(0, [], rng.bit_generator.state, []))
         parents = [self.cache[self.space.validate(g)] for g in state.parents]
         self.history = []
         done = 0

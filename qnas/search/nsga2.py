@@ -1,7 +1,8 @@
 """Multi-objective search (NSGA-II, Deb et al. 2002): the whole Pareto front in one search.
 
 Objectives: search-validation mIoU (higher) against BitOps (lower), and against predicted
-latency (lower) when the evaluator reports it. Each generation breeds ``mutants + crossovers``
+latency (lower) when the evaluator reports it. The first generation is spread along the first
+budget (see ``NSGA2._spread``); each later generation breeds ``mutants + crossovers``
 children from parents chosen by binary tournament on (front rank, crowding distance); the next
 parents are the best ``population`` of parents and children by the same order. Candidates meet
 every budget, so the front spans everything up to the budgets. Torch-free and resumable: the
@@ -11,6 +12,7 @@ order is computed from the candidates alone, ties broken by their order in the p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -91,10 +93,24 @@ class NSGA2(Strategy):
         better = i if (rank[i], -crowd[i], i) <= (rank[j], -crowd[j], j) else j
         return parents[better].genome
 
+    def _spread(self, rng: np.random.Generator) -> list[Genome]:
+        """The first generation spread along the first budget: candidate i is drawn under a budget i/n of
+        the way from the smallest achievable cost to the budget, so the front starts wide, not in the
+        middle where uniform draws fall."""
+        s, space, cons = self.settings, self.space, self.constraints
+        if not cons:
+            return [sample_feasible(space, cons, rng, s.max_tries) for _ in range(s.population)]
+        first, low = cons[0], cons[0].measure(space.smallest())
+        out = []
+        for i in range(s.population):
+            target = low + (first.budget - low) * (i + 1) / s.population
+            out.append(sample_feasible(space, [replace(first, budget=target), *cons[1:]], rng, s.max_tries))
+        return out
+
     def propose(self, generation: int, parents: list[Candidate], rng: np.random.Generator) -> list[Genome]:
         s, space, cons = self.settings, self.space, self.constraints
         if generation == 0:
-            return [sample_feasible(space, cons, rng, s.max_tries) for _ in range(s.population)]
+            return self._spread(rng)
         rank, crowd = _ranking(parents)
 
         def pick(r: np.random.Generator) -> Genome:

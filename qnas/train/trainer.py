@@ -8,6 +8,7 @@ several ranks under ``torchrun``, computes exactly what an uninterrupted run wou
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,13 +23,17 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from qnas.config import TrainConfig
-from qnas.errors import CheckpointError
+from qnas.errors import CheckpointError, QnasError
 from qnas.supernet.network import Supernet
 from qnas.train.checkpoint import load_checkpoint, save_checkpoint
 from qnas.train.loop import poly_lr
 from qnas.train.schedule import Stage, step_genomes
 
-__all__ = ["TrainMonitor", "Position", "Trainer", "distill_loss", "batch_indices"]
+__all__ = ["TrainMonitor", "Position", "Trainer", "TrainingDiverged", "distill_loss", "batch_indices"]
+
+
+class TrainingDiverged(QnasError):
+    """The loss or a weight stopped being finite; the last good checkpoint is kept."""
 
 class TrainMonitor(Protocol):
     """What a trainer reports; the CLI draws rich progress bars from it, tests ignore it."""
@@ -131,6 +136,7 @@ class Trainer:
         else:
             self.optimizer = torch.optim.Adam(params, lr=self.stages[0].lr, weight_decay=cfg.weight_decay)
         self.position = Position()
+        self.saved_step: int | None = None
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, finished: bool) -> dict[str, Any]:
@@ -145,10 +151,22 @@ class Trainer:
         }
 
     def save(self, finished: bool = False) -> None:
+        """Write the checkpoint (rank 0), unless a weight is no longer finite: then the last one stays."""
+        bad = next((name for name, p in self.supernet.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            self._diverged(f"weight {bad} is not finite")
         if self.rank == 0:
             save_checkpoint(self.checkpoint_path, self.state_dict(finished))
+        self.saved_step = self.position.step
         if self.distributed:
             dist.barrier()
+
+    def _diverged(self, what: str) -> None:
+        stage = self.stages[min(self.position.stage, len(self.stages) - 1)].name
+        kept = (f"the checkpoint of step {self.saved_step} ({self.checkpoint_path}) is kept"
+                if self.saved_step is not None else "no checkpoint was written yet")
+        raise TrainingDiverged(f"training diverged in stage {stage} at step {self.position.step + 1}: {what}; {kept}; "
+                               "lower the learning rate and --resume, or start again")
 
     def load(self, state: dict[str, Any]) -> None:
         if state.get("stages") != [s.name for s in self.stages]:
@@ -161,6 +179,7 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path} does not fit this network: "
                                   f"{str(exc).splitlines()[0][:160]}") from None
         self.position = Position(**state["position"])
+        self.saved_step = self.position.step
         torch.set_rng_state(state["torch_rng"])
 
     # -- training ---------------------------------------------------------------------------
@@ -244,5 +263,8 @@ class Trainer:
             if i == 0 and len(genomes) > 1:
                 teacher = logits.detach()
             total += loss.item()
+        if not math.isfinite(total):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._diverged(f"the loss is {total}")
         self.optimizer.step()
         return total / len(genomes)

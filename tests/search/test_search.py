@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from qnas.search import (
     parse_budget,
     sample_feasible,
 )
+from qnas.errors import QnasError
 from qnas.space import Genome, SearchSpace
 
 SMALL = dict(population=12, parents=6, mutants=6, crossovers=6, generations=4, seed=7)
@@ -126,8 +128,49 @@ def test_resume_survives_a_log_line_cut_by_a_kill(small_space: SearchSpace, tmp_
     with pytest.raises(_Killed):
         Search(small_space, [budget], KillAfter(15), settings, tmp_path).run()
     log = tmp_path / "evaluations.jsonl"
-    log.write_text(log.read_text() + '{"genome": {"s1.dep')
-    Search(small_space, [budget], FakeEvaluator(), settings, tmp_path).run(resume=True)
+    complete = log.read_text()
+    log.write_text(complete + '{"genome": {"s1.dep')
+    resumed = Search(small_space, [budget], FakeEvaluator(), settings, tmp_path)
+    resumed.run(resume=True)
+    assert resumed.warnings and "dropped its last line" in resumed.warnings[0]
+    lines = log.read_text().splitlines()
+    assert log.read_text().startswith(complete) and all(json.loads(line) for line in lines)  # repaired, then appended
+    whole = Search(small_space, [budget], FakeEvaluator(), settings, tmp_path / "whole")
+    whole.run()
+    assert resumed.best() == whole.best()
+
+
+def test_a_damaged_line_before_the_last_is_refused(small_space: SearchSpace, tmp_path: Path) -> None:
+    settings = SearchSettings(**SMALL)
+    with pytest.raises(_Killed):
+        Search(small_space, [], KillAfter(8), settings, tmp_path).run()
+    log = tmp_path / "evaluations.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], '{"metrics": {}}', *lines[2:]]) + "\n")  # a line without a genome
+    with pytest.raises(QnasError, match="line 2 is not an evaluation \\(no 'genome'\\)"):
+        Search(small_space, [], FakeEvaluator(), settings, tmp_path).run(resume=True)
+    log.write_text("\n".join(lines) + "\n")
+    (tmp_path / "state.json").write_text('{"settings": {"popul')
+    with pytest.raises(QnasError, match="state.json is damaged"):
+        Search(small_space, [], FakeEvaluator(), settings, tmp_path).run(resume=True)
+
+
+def test_resume_refuses_another_budget_naming_both(small_space: SearchSpace, tmp_path: Path) -> None:
+    settings = SearchSettings(**SMALL)
+    with pytest.raises(_Killed):
+        Search(small_space, [_budget(small_space, 0.5)], KillAfter(8), settings, tmp_path).run()
+    with pytest.raises(QnasError, match="budgets .*'bitops': .* this one has .*'bitops'"):
+        Search(small_space, [_budget(small_space, 0.4)], FakeEvaluator(), settings, tmp_path).run(resume=True)
+    with pytest.raises(QnasError, match="supernet 'a', this one has 'b'"):
+        Search(small_space, [], FakeEvaluator(), settings, tmp_path / "x", identity={"supernet": "a"}).run()
+        Search(small_space, [], FakeEvaluator(), settings, tmp_path / "x", identity={"supernet": "b"}).run(resume=True)
+
+
+def test_a_log_never_exists_without_its_state(small_space: SearchSpace, tmp_path: Path) -> None:
+    with pytest.raises(_Killed):
+        Search(small_space, [], KillAfter(1), SearchSettings(**SMALL), tmp_path).run()
+    assert (tmp_path / "evaluations.jsonl").exists() and (tmp_path / "state.json").exists()
+    Search(small_space, [], FakeEvaluator(), SearchSettings(**SMALL), tmp_path).run(resume=True)
 
 
 def test_fresh_search_refuses_an_existing_folder(small_space: SearchSpace, tmp_path: Path) -> None:
@@ -135,7 +178,7 @@ def test_fresh_search_refuses_an_existing_folder(small_space: SearchSpace, tmp_p
     with pytest.raises(Exception, match="--resume"):
         Search(small_space, [], FakeEvaluator(), SearchSettings(**SMALL), tmp_path).run()
     other = SearchSettings(**{**SMALL, "seed": 8})
-    with pytest.raises(Exception, match="other settings"):
+    with pytest.raises(QnasError, match="holds a search with seed 7, this one has 8"):
         Search(small_space, [], FakeEvaluator(), other, tmp_path).run(resume=True)
 
 
