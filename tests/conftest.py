@@ -30,3 +30,16 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def supernet_run(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny supernet run (tests/cli/tiny.yaml), shared by the tests that only read it."""
+    from pathlib import Path
+
+    from qnas.cli.main import main
+
+    out = tmp_path_factory.mktemp("runs") / "supernet"
+    tiny = str(Path(__file__).resolve().parent / "cli" / "tiny.yaml")
+    assert main(["train", "--config", tiny, "--out", str(out), "--quiet"]) == 0
+    return out

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qnas.config import load_config
+from qnas.config.schema import SEED_LIMIT
 from qnas.errors import QnasError
 from qnas.pipeline import Context
 
 __all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "context", "resolution", "print_metric_table",
-           "positive_int"]
+           "int_between", "seed_int"]
 
 DEFAULT_CONFIG = "configs/digits.yaml"
 
@@ -31,14 +32,31 @@ class Command:
         parser.set_defaults(run=self.run)
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer >= 1."""
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {number}")
+        return number
+
+    parse.__name__ = f"integer from {low} to {high}"
+    return parse
+
+
+
+def seed_int(value: str) -> int:
+    """An argparse type: a seed, an integer from 0 to 2**32 - 1."""
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {number}")
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer from 0 to {SEED_LIMIT - 1}), got {value!r}") from None
+    if not 0 <= number < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0 to {SEED_LIMIT - 1}, got {number}")
     return number
 
 
@@ -60,8 +78,8 @@ def resolution(args: argparse.Namespace, ctx: Context) -> tuple[int, int]:
     height = args.height or ctx.deploy_hw[0]
     width = args.width or ctx.deploy_hw[1]
     for name, value in (("--height", height), ("--width", width)):
-        if value < 32 or value % 32:
-            raise QnasError(f"{name} must be a multiple of 32 and >= 32, got {value}")
+        if value < 32 or value % 32 or value > 8192:
+            raise QnasError(f"{name} must be a multiple of 32 from 32 to 8192, got {value}")
     return height, width
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from qnas.cli.command import Command, config_argument, context, positive_int
+from qnas.cli.command import Command, config_argument, context, int_between, seed_int
 from qnas.cli.progress import RichReporter
 from qnas.export.latency import BACKENDS
 from qnas.pipeline import latency_check, latency_table
@@ -15,11 +15,11 @@ __all__ = ["LATENCY_COMMANDS"]
 
 
 def _measure_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=positive_int, default=1, metavar="N",
+    parser.add_argument("--threads", type=int_between(1, 256), default=1, metavar="N",
                         help="intra-op threads of the engine (default: 1; part of the device fingerprint)")
-    parser.add_argument("--repeats", type=positive_int, default=30, metavar="N",
+    parser.add_argument("--repeats", type=int_between(1, 10000), default=30, metavar="N",
                         help="timed runs per model; the median is kept (default: 30)")
-    parser.add_argument("--warmup", type=positive_int, default=5, metavar="N",
+    parser.add_argument("--warmup", type=int_between(1, 10000), default=5, metavar="N",
                         help="untimed runs before timing (default: 5)")
 
 
@@ -49,10 +49,10 @@ def _table(args: argparse.Namespace) -> int:
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
     config_argument(parser)
     parser.add_argument("--lut", required=True, metavar="LUT", help="latency table from qnas latency-table")
-    parser.add_argument("--samples", type=positive_int, default=30, metavar="K",
+    parser.add_argument("--samples", type=int_between(2, 10000), default=30, metavar="K",
                         help="random genomes to measure whole (default: 30)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the genome sampler (default: 0)")
-    parser.add_argument("--repeats", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the genome sampler (default: 0)")
+    parser.add_argument("--repeats", type=int_between(1, 10000), default=None, metavar="N",
                         help="timed runs per network (default: the table's)")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="scatter plot of predicted vs measured (default: beside the table, *_check.png)")

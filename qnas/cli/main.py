@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QnasError as exc:
         print(f"qnas {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the user named could not be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qnas {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"qnas {args.command}: interrupted", file=sys.stderr)
         return 130

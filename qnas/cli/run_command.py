@@ -22,7 +22,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    out = Path("runs") / Path(args.config).stem if args.out is None else args.out
     report = run(context(args), out, resume=args.resume, reporter=RichReporter(args.quiet))
     print(f"report: {report}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from qnas.cli.command import Command, config_argument, context, positive_int
+from qnas.cli.command import Command, config_argument, context, int_between, seed_int
 from qnas.cli.progress import RichReporter
 from qnas.pipeline import compare, search, sensitivity
 from qnas.search import STRATEGIES
@@ -31,7 +31,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="evolution (the thesis's), nsga2 (multi-objective: the whole Pareto front of mIoU against "
                              "BitOps and latency in one search) or random (the control, as many evaluations); "
                              "default: search.strategy")
-    parser.add_argument("--seed", type=int, default=None, help="search seed (default: search.seed)")
+    parser.add_argument("--seed", type=seed_int, default=None, help="search seed (default: search.seed)")
     parser.add_argument("--resume", action="store_true", help="continue the search in --out after a kill")
     parser.add_argument("--quiet", action="store_true", help="no live table")
 
@@ -60,7 +60,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lut", metavar="L", default=None, help="latency table: predicted and measured INT8 latency")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--no-baselines", action="store_true", help="do not add the uniform W8A8/W6A6/W4A4 baselines")
-    parser.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--seeds", type=int_between(1, 100), default=None, metavar="N",
                         help="train every policy from N seeds (data order) and report mean, std and a 95%% interval; "
                              "default: compare.seeds")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -83,7 +83,7 @@ def _sensitivity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for sensitivity.csv / .json / .png")
     parser.add_argument("--policy", metavar="P", default=None,
                         help="the network whose layers drop bits (default: policies/uniform_w8a8.yaml)")
-    parser.add_argument("--scenes", type=positive_int, default=100, metavar="N",
+    parser.add_argument("--scenes", type=int_between(1, 10**6), default=100, metavar="N",
                         help="search-validation scenes each variant is evaluated on (default: 100)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -7,9 +7,10 @@ import json
 
 import numpy as np
 
-from qnas.cli.command import Command, config_argument, context, print_metric_table, resolution
+from qnas.cli.command import Command, config_argument, context, print_metric_table, resolution, seed_int
 from qnas.cost import genome_cost
 from qnas.pipeline import load_table
+from qnas.pipeline.paths import output_file
 from qnas.space import Policy, policy_to_text, read_policy, write_policy
 
 __all__ = ["SPACE_COMMANDS"]
@@ -18,7 +19,7 @@ __all__ = ["SPACE_COMMANDS"]
 # -- qnas sample -------------------------------------------------------------------------------
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
     config_argument(parser)
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random generator (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, metavar="N", help="seed of the random generator (default: 0)")
     parser.add_argument("--out", metavar="PATH", help="write the policy YAML here instead of printing it")
     parser.add_argument("--name", default=None, help="policy name (default: random_seed<N>)")
 
@@ -28,8 +29,8 @@ def _sample(args: argparse.Namespace) -> int:
     genome = space.sample(np.random.default_rng(args.seed))
     policy = Policy(args.name or f"random_seed{args.seed}", genome,
                     provenance={"sampled_by": "qnas sample", "seed": args.seed, "config": str(args.config)})
-    if args.out:
-        write_policy(args.out, policy, space)
+    if args.out is not None:
+        write_policy(output_file(args.out), policy, space)
         print(f"wrote {args.out}")
     else:
         print(policy_to_text(policy, space), end="")

@@ -62,6 +62,9 @@ class LatencyTable:
                 raise LatencyTableError(f"the latency table has no entry for block {unit.key!r}: it was "
                                         "built for another space or resolution; rebuild it")
             total += self.entries[unit.key]
+        if not total > 0:
+            raise LatencyTableError(f"the latency table predicts {total:.4g} ms for a network: its overhead "
+                                    f"({self.overhead_ms} ms) outweighs its blocks; refit or rebuild it")
         return total
 
     def missing(self, spec: SpaceSpec) -> list[Unit]:
@@ -105,6 +108,9 @@ class LatencyTable:
                         float(doc.get("overhead_ms", 0.0)), doc.get("method") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise LatencyTableError(f"{path}: malformed latency table ({exc})") from None
+        if len(table.resolution) != 2 or min(table.resolution) < 1 or not table.entries:
+            raise LatencyTableError(f"{path}: malformed latency table (resolution {table.resolution}, "
+                                    f"{len(table.entries)} entries)")
         bad = [k for k, v in table.entries.items() if not (math.isfinite(v) and v > 0)]
         if bad:
             raise LatencyTableError(f"{path}: entry {bad[0]!r} is {table.entries[bad[0]]!r}; every entry must be a "

@@ -11,6 +11,7 @@ import onnx
 from qnas.export.graph import INEXACT_CONVS_KEY
 from qnas.export.profiles import get_profile
 from qnas.pipeline.context import Context
+from qnas.pipeline.paths import output_file
 from qnas.pipeline.runs import load_trained
 from qnas.space.genome import Genome
 from qnas.space.policy import atomic_write_bytes
@@ -46,6 +47,7 @@ def export(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome, fmt
     write it atomically as profile ``fmt`` at ``height`` x ``width`` (default: the deployment size)."""
     height, width = height or ctx.deploy_hw[0], width or ctx.deploy_hw[1]
     profile = get_profile(fmt)  # an unknown format fails before any work
+    output_file(out)
     ctx.setup_torch()
     supernet, _ = load_trained(ctx.config, checkpoint)
     model = profile.export(cut_subnet(supernet, genome, ctx.bn_images), height, width)

@@ -16,6 +16,7 @@ from qnas.errors import QnasError
 from qnas.export.latency import build_table, get_backend, measure_network
 from qnas.pipeline.context import Context
 from qnas.pipeline.lock import FolderLock
+from qnas.pipeline.paths import output_file
 from qnas.pipeline.plots import latency_scatter
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.space.policy import atomic_write_text
@@ -38,6 +39,7 @@ def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "
                   reporter: Reporter = SILENT) -> LatencyTable:
     """Time every distinct unit of the space at the deployment resolution; resumable (keeps measured entries)."""
     engine = get_backend(backend, threads)
+    output_file(out)
     with FolderLock.file(out), reporter.steps("latency table") as progress:
         return build_table(ctx.spec, ctx.deploy_hw, engine, out, warmup=warmup, repeats=repeats,
                            resume=not restart, progress=progress)
@@ -48,6 +50,8 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
                   force: bool = False, reporter: Reporter = SILENT) -> dict[str, Any]:
     """Measure ``samples`` whole networks (the largest, the smallest, random ones) against the table's
     predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON."""
+    if plot is not None:
+        output_file(plot, "--plot")
     table = load_table(lut, force=force)
     backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
     missing = table.missing(ctx.spec)

@@ -17,6 +17,7 @@ from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export
 from qnas.pipeline.latency import latency_check, latency_table
 from qnas.pipeline.lock import LOCK_NAME, FolderLock, clean_temporary_files
+from qnas.pipeline.paths import output_folder
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.searching import compare, compare_table, pick_winners, safe_name, search, seed_run
 from qnas.pipeline.sensitivity import bits_agreement, read_sensitivity, sensitivity
@@ -62,9 +63,7 @@ def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, repo
     a policy at each of search.winners from the same search), measure per-layer precision sensitivity,
     fine-tune the winners and the uniform baselines (compare.seeds seeds each), export the first winner in
     every profile, write report.md. ``resume`` continues a folder killed at any instant."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise QnasError(f"--out {out} exists and is not a folder")
+    out = output_folder(out)
     if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not resume:
         raise QnasError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     with FolderLock(out):

@@ -21,6 +21,7 @@ from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export_model
 from qnas.pipeline.latency import load_table
 from qnas.pipeline.lock import FolderLock, clean_temporary_files
+from qnas.pipeline.paths import output_folder
 from qnas.pipeline.plots import compare_plot, search_scatter
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import checkpoint_file, load_trained
@@ -102,6 +103,7 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's),
     with a registered strategy (default: the config's); writes best.yaml, evaluations.csv, pareto.csv,
     baselines.json and search.png."""
+    output_folder(out)
     table = load_table(lut, force=force_lut) if lut else None
     constraints = budget_constraints(ctx, bitops_budget or ctx.config.search.bitops_budget,
                                      latency_budget or ctx.config.search.latency_budget, table)
@@ -227,6 +229,7 @@ def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *
     seed's mIoU, mean, std, 95% interval), compare.md (mean ± std, differences with their intervals) and
     compare.png (mIoU against GBitOps with error bars)."""
     seeds = seeds or ctx.config.compare.seeds
+    output_folder(out)
     policies = list(policies) + ([ctx.policy(name) for name in BASELINES] if baselines else [])
     if not policies:
         raise QnasError("nothing to compare: give policy files, or leave the uniform baselines on")

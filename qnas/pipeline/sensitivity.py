@@ -23,6 +23,7 @@ from qnas.cost.agreement import kendall_tau
 from qnas.data.loaders import make_loader
 from qnas.pipeline.context import Context
 from qnas.pipeline.lock import FolderLock
+from qnas.pipeline.paths import output_folder
 from qnas.pipeline.plots import sensitivity_plot
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import load_trained
@@ -42,7 +43,7 @@ def sensitivity(ctx: Context, supernet_run: str | os.PathLike[str], out: str | o
     """mIoU change of ``genome`` (default: the uniform_w8a8 policy) when each layer's weight bits, or its
     input bits, alone drop to each of ``bits`` (default: every smaller choice of the space); measured on
     the first ``scenes`` search-validation scenes. Writes sensitivity.csv, .json and .png to ``out``."""
-    out = Path(out)
+    out = output_folder(out)
     genome = genome if genome is not None else ctx.policy("uniform_w8a8").genome
     bits = bits or tuple(sorted((b for b in ctx.spec.bits if b < max(ctx.spec.bits)), reverse=True))
     ctx.setup_torch()

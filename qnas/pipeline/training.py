@@ -14,6 +14,7 @@ from qnas.cost.bitops import genome_cost
 from qnas.errors import QnasError
 from qnas.pipeline.context import Context, is_main_process
 from qnas.pipeline.lock import FolderLock
+from qnas.pipeline.paths import output_folder
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import RunDir, load_trained, new_supernet, run_state
 from qnas.space.genome import Genome
@@ -55,6 +56,7 @@ def train_supernet(ctx: Context, out: str | os.PathLike[str], *, resume: bool = 
                    reporter: Reporter = SILENT) -> dict[str, dict[str, Any]]:
     """Train the supernet into run folder ``out`` (float warm-up, then the progressive-shrinking QAT
     phases); returns and writes ``summary.json``: the largest and smallest subnets' metrics."""
+    output_folder(out)
     with FolderLock(out):
         return _train_supernet(ctx, RunDir(out), resume, reporter)
 
@@ -94,7 +96,7 @@ def _train_single(ctx: Context, policy: Policy, out: str | os.PathLike[str], res
                   reporter: Reporter, seed: int | None, distill: bool = False) -> dict[str, Any]:
     """Train the policy's network alone from ``start``, then evaluate it; writes metrics.json and policy.yaml.
     With ``distill``, it learns from the soft output of the starting network's largest subnet too."""
-    run = RunDir(out)
+    run = RunDir(output_folder(out))
     supernet = start(ctx.config)  # refuses a wrong --supernet before the folder is made
     teacher = cut_subnet(supernet, ctx.space.largest(), ctx.bn_images) if distill else None
     with FolderLock(out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,16 +46,16 @@ def parse_budget(text: str, name: str, reference: Callable[[str], float], scale:
     match = _RELATIVE.match(text)
     if match:
         factor = float(match.group(1))
-        if factor <= 0:
-            raise BudgetError(f"{name} budget {text!r}: the factor must be > 0")
+        if not 0 < factor < math.inf:
+            raise BudgetError(f"{name} budget {text!r}: the factor must be a finite number > 0")
         return factor * reference(match.group(2))
     try:
         value = float(text)
     except ValueError:
         raise BudgetError(f"{name} budget {text!r} is not a number or FACTORx:POLICY "
                           f"(e.g. 0.5x:uniform_w8a8)") from None
-    if not value > 0:
-        raise BudgetError(f"{name} budget {text!r} must be > 0")
+    if not 0 < value * scale < math.inf:
+        raise BudgetError(f"{name} budget {text!r} must be a finite number > 0")
     return value * scale
 
 

@@ -96,6 +96,8 @@ class SearchSpace:
         """Check ``genes`` against the space and return it as a Genome; GenomeError names the offender."""
         all_labels = {g.label: g for g in self.genes()}
         for label in genes:
+            if not isinstance(label, str):
+                raise GenomeError(f"genome label {label!r} is not a label; labels are text such as 's1.depth'")
             if label not in all_labels:
                 raise GenomeError(f"unknown genome label {label!r}; {self._label_hint(label)}")
         depths: dict[str, int] = {}

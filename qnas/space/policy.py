@@ -63,6 +63,9 @@ def policy_from_text(text: str, space: SearchSpace, source: str = "<policy>") ->
     except GenomeError as exc:
         raise GenomeError(f"{source}: {exc}") from None
     name = str(doc.get("name") or Path(source).stem)
+    for key in ("metrics", "provenance"):
+        if not isinstance(doc.get(key) or {}, dict):
+            raise GenomeError(f"{source}: {key!r} must be a mapping")
     return Policy(name, genome, doc.get("metrics") or {}, doc.get("provenance") or {})
 
 
