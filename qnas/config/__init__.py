@@ -10,11 +10,12 @@ from qnas.config.schema import (
     QuantConfig,
     SearchConfig,
     TrainConfig,
+    config_difference,
     config_hash,
     load_config,
 )
 
 __all__ = [
-    "CompareConfig", "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_hash",
+    "CompareConfig", "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_difference", "config_hash",
     "dump_yaml", "from_dict", "load_config", "to_dict",
 ]

@@ -12,7 +12,7 @@ from qnas.errors import ConfigError, FieldError
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
-    "SEED_LIMIT", "check_seed", "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
+    "SEED_LIMIT", "check_seed", "config_difference", "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
     "config_hash",
 ]
 
@@ -214,6 +214,22 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         return from_dict(Config, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_difference(saved: Config, current: Config) -> str | None:
+    """The first key path where two configs differ, as 'KEY: SAVED there, CURRENT here'; None if equal."""
+    from qnas.config.loader import to_dict
+
+    def walk(a, b, path: str) -> str | None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in list(a) + [k for k in b if k not in a]:
+                found = walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+                if found:
+                    return found
+            return None
+        return None if a == b else f"{path}: {a!r} there, {b!r} here"
+
+    return walk(to_dict(saved), to_dict(current), "")
 
 
 def config_hash(config: Config) -> str:

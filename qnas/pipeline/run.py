@@ -10,7 +10,7 @@ from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
-from qnas.config import config_hash
+from qnas.config import config_difference, config_hash
 from qnas.errors import QnasError
 from qnas.export.profiles import PROFILES, profile_names
 from qnas.pipeline.context import Context
@@ -19,6 +19,7 @@ from qnas.pipeline.latency import latency_check, latency_table
 from qnas.pipeline.lock import LOCK_NAME, FolderLock, clean_temporary_files
 from qnas.pipeline.paths import output_folder
 from qnas.pipeline.progress import SILENT, Reporter
+from qnas.pipeline.runs import saved_config
 from qnas.pipeline.searching import compare, compare_table, pick_winners, safe_name, search, seed_run
 from qnas.pipeline.sensitivity import bits_agreement, read_sensitivity, sensitivity
 from qnas.pipeline.training import train_supernet
@@ -68,6 +69,15 @@ def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, repo
         raise QnasError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     with FolderLock(out):
         clean_temporary_files(out)
+        recorded = out / "config.yaml"
+        if recorded.exists():  # a resumed run: its finished stages hold this config's results only
+            saved = saved_config(recorded)
+            if saved != ctx.config:
+                difference = "its config.yaml is unreadable" if saved is None else config_difference(saved, ctx.config)
+                raise QnasError(f"{out} was started with a different config ({difference}); resume it with the "
+                                f"config in {recorded}, or choose another --out")
+        else:
+            atomic_write_text(recorded, ctx.config.to_yaml())
         return _run(ctx, out, reporter)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from qnas.config import Config, config_hash, from_dict, to_dict
+from qnas.config import Config, config_difference, config_hash, from_dict, to_dict
 from qnas.errors import CheckpointError, ConfigError, QnasError
 from qnas.pipeline.context import is_main_process
 from qnas.pipeline.lock import clean_temporary_files
@@ -19,9 +19,17 @@ from qnas.space.policy import atomic_write_text
 from qnas.supernet.network import QuantSettings, Supernet, build_supernet
 from qnas.train.checkpoint import load_checkpoint
 
-__all__ = ["RunDir", "CHECKPOINT", "run_state", "new_supernet", "load_trained", "genome_of", "checkpoint_file"]
+__all__ = ["RunDir", "saved_config", "CHECKPOINT", "run_state", "new_supernet", "load_trained", "genome_of", "checkpoint_file"]
 
 CHECKPOINT = "checkpoint.pt"
+
+
+def saved_config(path: Path) -> Config | None:
+    """The config a run folder recorded (``config.yaml``); None if it cannot be read."""
+    try:
+        return from_dict(Config, yaml.safe_load(path.read_text()) or {})
+    except (ConfigError, yaml.YAMLError, OSError, TypeError, AttributeError):
+        return None
 
 
 class RunDir:
@@ -34,10 +42,7 @@ class RunDir:
         self.log_file = self.path / "train.log"
 
     def _saved_config(self) -> Config | None:
-        try:
-            return from_dict(Config, yaml.safe_load(self.config.read_text()) or {})
-        except (ConfigError, yaml.YAMLError, OSError):
-            return None
+        return saved_config(self.config)
 
     def prepare(self, config: Config, resume: bool) -> None:
         """Create the folder, refuse to overwrite a run unless resuming it with the same config."""
@@ -45,9 +50,11 @@ class RunDir:
             raise QnasError(f"--out {self.path} exists and is not a folder")
         if self.checkpoint.exists() and not resume:
             raise QnasError(f"{self.path} already holds a run; pass --resume to continue it, or choose another --out")
-        if resume and self.config.exists() and self._saved_config() != config:
-            raise QnasError(f"{self.path} was started with a different config; resume it with the config in "
-                            f"{self.config}, or choose another --out")
+        saved = self._saved_config() if resume and self.config.exists() else config
+        if saved is None or saved != config:
+            difference = "its config.yaml is unreadable" if saved is None else config_difference(saved, config)
+            raise QnasError(f"{self.path} was started with a different config ({difference}); resume it with the "
+                            f"config in {self.config}, or choose another --out")
         if is_main_process():
             self.path.mkdir(parents=True, exist_ok=True)
             if resume:

@@ -368,6 +368,22 @@ def test_training_that_diverges_stops_with_one_line(tmp_path, capsys) -> None:
              "config", allowed=(2,))
 
 
+def test_resuming_a_run_with_another_config_names_the_difference(tmp_path, capsys) -> None:
+    doc = copy.deepcopy(BASE_CONFIG)
+    doc["compare"]["seeds"] = 3
+    from qnas.config import load_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text(load_config(_write(tmp_path / "c.yaml", doc)).to_yaml())
+    capsys.readouterr()
+    CASES["resume state"] = CASES.get("resume state", 0) + 1
+    assert main(["run", "--config", str(TINY), "--out", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "compare.seeds: 3 there, 2 here" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+
+
 def test_zzz_report_the_cases(capsys) -> None:
     with capsys.disabled():
         print("\nfuzz cases per category: " + ", ".join(f"{k} {v}" for k, v in sorted(CASES.items())))
