@@ -1,7 +1,9 @@
 """Multi-objective search (NSGA-II, Deb et al. 2002): the whole Pareto front in one search.
 
-Objectives: search-validation mIoU (higher) against BitOps (lower), and against predicted
-latency (lower) when the evaluator reports it. The first generation is spread along the first
+Objectives: search-validation mIoU (higher) against each budgeted cost (lower): BitOps, and
+predicted latency when the search has a latency budget (BitOps alone when it has no budget).
+Costs the evaluator merely records (a latency predicted from a table measured by this run, say)
+are not objectives, so a search without a latency budget never depends on a timing. The first generation is spread along the first
 budget (see ``NSGA2._spread``); each later generation breeds ``mutants + crossovers``
 children from parents chosen by binary tournament on (front rank, crowding distance); the next
 parents are the best ``population`` of parents and children by the same order. Candidates meet
@@ -11,7 +13,7 @@ order is computed from the candidates alone, ties broken by their order in the p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -22,13 +24,12 @@ from qnas.space.genome import Genome
 
 __all__ = ["NSGA2", "objectives", "non_dominated_fronts", "crowding_distance"]
 
-COSTS = ("bitops", "latency_ms")  # minimized, whichever the candidates carry
+Cost = Callable[[Candidate], float]
 
 
-def objectives(candidates: Sequence[Candidate]) -> np.ndarray:
-    """[n, k] values to minimize: -mIoU, then every cost all candidates carry."""
-    keys = [k for k in COSTS if candidates and all(k in c.metrics for c in candidates)]
-    return np.array([[-c.fitness] + [float(c.metrics[k]) for k in keys] for c in candidates], dtype=np.float64)
+def objectives(candidates: Sequence[Candidate], costs: Sequence[Cost]) -> np.ndarray:
+    """[n, 1 + len(costs)] values to minimize: -mIoU, then each cost."""
+    return np.array([[-c.fitness] + [float(cost(c)) for cost in costs] for c in candidates], dtype=np.float64)
 
 
 def non_dominated_fronts(values: np.ndarray) -> list[list[int]]:
@@ -66,9 +67,9 @@ def crowding_distance(values: np.ndarray) -> np.ndarray:
     return distance
 
 
-def _ranking(pool: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+def _ranking(pool: Sequence[Candidate], costs: Sequence[Cost]) -> tuple[np.ndarray, np.ndarray]:
     """(front rank, crowding distance) of every candidate."""
-    values = objectives(pool)
+    values = objectives(pool, costs)
     rank, crowd = np.zeros(len(pool), int), np.zeros(len(pool))
     for r, front in enumerate(non_dominated_fronts(values)):
         rank[front] = r
@@ -82,8 +83,14 @@ class NSGA2(Strategy):
     def evaluations(settings) -> int:
         return settings.population + (settings.generations - 1) * (settings.mutants + settings.crossovers)
 
+    def costs(self, pool: Sequence[Candidate]) -> list[Cost]:
+        """The minimized costs: each budget's measure; without budgets, BitOps where the candidates carry it."""
+        if self.constraints:
+            return [lambda c, measure=con.measure: measure(c.genome) for con in self.constraints]
+        return [lambda c: c.metrics["bitops"]] if pool and all("bitops" in c.metrics for c in pool) else []
+
     def survivors(self, pool: list[Candidate]) -> list[Candidate]:
-        rank, crowd = _ranking(pool)
+        rank, crowd = _ranking(pool, self.costs(pool))
         order = sorted(range(len(pool)), key=lambda i: (rank[i], -crowd[i], i))
         return [pool[i] for i in order[:self.settings.population]]
 
@@ -111,7 +118,7 @@ class NSGA2(Strategy):
         s, space, cons = self.settings, self.space, self.constraints
         if generation == 0:
             return self._spread(rng)
-        rank, crowd = _ranking(parents)
+        rank, crowd = _ranking(parents, self.costs(parents))
 
         def pick(r: np.random.Generator) -> Genome:
             return self._tournament(parents, rank, crowd, r)

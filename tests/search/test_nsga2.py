@@ -64,3 +64,27 @@ def test_nsga2_keeps_a_spread_front_where_evolution_keeps_the_top(small_space: S
         costs = [c.metrics["bitops"] for c in state_parents]
         spans[strategy] = (max(costs) - min(costs)) / w8
     assert spans["nsga2"] > spans["evolution"]
+
+
+class _WithTimings(_TwoObjective):
+    """The same fitness and BitOps, plus a latency drawn afresh on every call (a measured table's noise)."""
+
+    def __init__(self, space: SearchSpace, seed: int) -> None:
+        super().__init__(space)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, genome):
+        return {**super().__call__(genome), "latency_ms": float(self.rng.uniform(1, 2))}
+
+
+def test_a_recorded_cost_without_a_budget_does_not_steer_the_search(small_space: SearchSpace, tmp_path: Path) -> None:
+    """Only budgeted costs are objectives: two runs whose latencies differ (two tables measured by two
+    runs) evaluate the same genomes, so a run resumed elsewhere or rerun picks the same policies."""
+    w8 = genome_cost(small_space.spec, small_space.uniform(8, 3, 6, 3), 64, 64).bitops
+    budget = Constraint("bitops", lambda g: genome_cost(small_space.spec, g, 64, 64).bitops, 0.6 * w8)
+    runs = []
+    for seed in (0, 1):
+        search = Search(small_space, [budget], _WithTimings(small_space, seed), SearchSettings(**SMALL, strategy="nsga2"),
+                        tmp_path / str(seed))
+        runs.append([c.genome for c in search.run()])
+    assert runs[0] == runs[1]
