@@ -12,7 +12,7 @@ import numpy as np
 from qnas.errors import QnasError
 from qnas.space import Genome, SearchSpace
 
-__all__ = ["Constraint", "BudgetError", "parse_budget", "feasible", "sample_feasible", "smallest_costs"]
+__all__ = ["Constraint", "BudgetError", "parse_budget", "feasible", "sample_feasible", "smallest_costs", "shrunk"]
 
 
 class BudgetError(QnasError):
@@ -82,7 +82,7 @@ def check_achievable(space: SearchSpace, constraints: Sequence[Constraint]) -> N
                               f"achievable {c.name} is {c.show(low)} (the smallest genome)")
 
 
-def _shrunk(space: SearchSpace, genome: Genome, rng: np.random.Generator, p: float) -> Genome:
+def shrunk(space: SearchSpace, genome: Genome, rng: np.random.Generator, p: float) -> Genome:
     """``genome`` with each gene moved to its smallest choice with probability ``p``.
 
     Depths only go down, so the blocks that remain active all have their genes already.
@@ -105,7 +105,7 @@ def sample_feasible(space: SearchSpace, constraints: Sequence[Constraint], rng: 
     for attempt in range(max_tries):
         genome = propose(rng)
         if attempt >= max_tries // 2:
-            genome = _shrunk(space, genome, rng, float(rng.uniform(0.2, 1.0)))
+            genome = shrunk(space, genome, rng, float(rng.uniform(0.2, 1.0)))
         if feasible(genome, constraints):
             return genome
     lows = {c.name: c.show(v) for c, v in zip(constraints, smallest_costs(space, constraints).values())}

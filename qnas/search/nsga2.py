@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from qnas.search.constraints import sample_feasible
+from qnas.search.constraints import sample_feasible, shrunk
 from qnas.search.strategy import Candidate, Strategy, register_strategy
 from qnas.space.genome import Genome
 
@@ -110,8 +110,14 @@ class NSGA2(Strategy):
         first, low = cons[0], cons[0].measure(space.smallest())
         out = []
         for i in range(s.population):
-            target = low + (first.budget - low) * (i + 1) / s.population
-            out.append(sample_feasible(space, [replace(first, budget=target), *cons[1:]], rng, s.max_tries))
+            fraction = (i + 1) / s.population
+            target = low + (first.budget - low) * fraction
+
+            def propose(r: np.random.Generator, most: float = 1.0 - fraction) -> Genome:
+                # uniform draws, shrunk toward the smallest genome the more the lower the target
+                return shrunk(space, space.sample(r), r, float(r.uniform(0.0, most)))
+
+            out.append(sample_feasible(space, [replace(first, budget=target), *cons[1:]], rng, s.max_tries, propose))
         return out
 
     def propose(self, generation: int, parents: list[Candidate], rng: np.random.Generator) -> list[Genome]:

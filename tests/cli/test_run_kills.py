@@ -60,6 +60,7 @@ def _kill_and_resume(tmp_path: Path, at: float, expected: str) -> None:
     assert not list(out.rglob(".*.tmp*")) and not list(out.rglob("*.lock"))  # no temporary file or lock left
 
 
+@pytest.mark.slow  # 2.5 minutes; the default run simulates a kill in tests/cli/test_run.py
 def test_one_kill_during_the_run(uninterrupted, tmp_path: Path) -> None:
     expected, seconds = uninterrupted
     _kill_and_resume(tmp_path, 0.45 * seconds, expected)
