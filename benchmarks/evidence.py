@@ -14,7 +14,12 @@ and writes ``evidence.md`` with the acceptance figures: the searched policy at 0
 deviation of W8A8's mean (and the saving), the front against W6A6 and W4A4 at their BitOps.
 
 Usage: python benchmarks/evidence.py --supernet RUN/supernet --lut RUN/lut.yaml --out runs/evidence
-       [--config configs/digits.yaml] [--seeds 3] [--search-seeds 3]
+       [--config configs/digits.yaml] [--seeds 3] [--search-seeds 3] [--jobs N]
+       [--finetune-epochs E] [--distill W] [--threads T]
+
+``--jobs N`` runs the fine-tunes and the strategy searches in N processes at once (each on the GPU
+when there is one; give each ``--threads``); ``--finetune-epochs`` and ``--distill`` change the
+fine-tuning recipe of every policy alike (train.finetune_epochs, train.finetune_distill).
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ import csv
 import json
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 from qnas.config import load_config
-from qnas.pipeline import Context, compare, pick_winners, search
+from qnas.pipeline import Context, compare, finetune, pick_winners, search
+from qnas.pipeline.searching import seed_run
 from qnas.stats import welch_difference
 
 WINNERS = ("0.5x:uniform_w8a8", "0.4x:uniform_w8a8", "0.35x:uniform_w8a8", "0.3x:uniform_w8a8",
@@ -36,6 +45,35 @@ WINNERS = ("0.5x:uniform_w8a8", "0.4x:uniform_w8a8", "0.35x:uniform_w8a8", "0.3x
 
 def _mious(row: dict) -> list[float]:
     return [float(row[k]) for k in sorted(row) if k.startswith("miou_seed")]
+
+
+def _context(args: argparse.Namespace) -> Context:
+    config = load_config(args.config)
+    train = config.train
+    train = replace(train, finetune_epochs=args.finetune_epochs or train.finetune_epochs,
+                    finetune_distill=train.finetune_distill if args.distill is None else args.distill,
+                    threads=args.threads or train.threads)
+    return Context(replace(config, train=train), source=args.config)
+
+
+def _finetune_job(args: argparse.Namespace, policy, run: Path, seed_offset: int) -> None:
+    ctx = _context(args)
+    if not (run / "metrics.json").exists():
+        finetune(ctx, args.supernet, policy, run, resume=(run / "checkpoint.pt").exists(),
+                 seed=ctx.config.seed + seed_offset)
+
+
+def _search_job(args: argparse.Namespace, folder: Path, strategy: str, seed: int) -> None:
+    if not (folder / "best.yaml").exists():
+        search(_context(args), args.supernet, folder, bitops_budget="0.5x:uniform_w8a8", strategy=strategy, seed=seed,
+               resume=(folder / "state.json").exists())
+
+
+def _in_parallel(jobs: int, calls: list[tuple]) -> None:
+    """Each (function, *arguments) in its own process, ``jobs`` at a time (spawned: safe with CUDA)."""
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(*call) for call in calls]:
+            future.result()
 
 
 def main() -> None:
@@ -48,8 +86,13 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, default=3)
     parser.add_argument("--front-budget", default="0.6x:uniform_w8a8",
                         help="the multi-objective search's BitOps budget (covers W6A6's BitOps at 0.57x)")
+    parser.add_argument("--no-strategies", action="store_true", help="skip the strategy comparison (part 3)")
+    parser.add_argument("--jobs", type=int, default=1, help="fine-tunes and searches run at once")
+    parser.add_argument("--finetune-epochs", type=int, default=0, help="default: the config's")
+    parser.add_argument("--distill", type=float, default=None, help="default: the config's train.finetune_distill")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per process; default: the config's")
     args = parser.parse_args()
-    ctx = Context(load_config(args.config), source=args.config)
+    ctx = _context(args)
     out = Path(args.out)
     timings: dict[str, float] = {}
 
@@ -62,12 +105,19 @@ def main() -> None:
     timings["front search"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
+    if args.jobs > 1:
+        policies = winners + [ctx.policy(name) for name in ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")]
+        _in_parallel(args.jobs, [(_finetune_job, args, p, seed_run(out / "compare", p, k), k)
+                                 for k in range(args.seeds) for p in policies])
     rows = compare(ctx, out / "compare", winners, supernet_run=args.supernet, lut=args.lut, seeds=args.seeds)
     timings["fine-tuning"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
     strategies: dict[str, list[float]] = {}
-    for strategy in ("evolution", "nsga2", "random"):
+    if args.jobs > 1 and not args.no_strategies:
+        _in_parallel(args.jobs, [(_search_job, args, out / "strategies" / f"{strategy}_seed{seed}", strategy, seed)
+                                 for strategy in ("evolution", "nsga2", "random") for seed in range(args.search_seeds)])
+    for strategy in () if args.no_strategies else ("evolution", "nsga2", "random"):
         for seed in range(args.search_seeds):
             folder = out / "strategies" / f"{strategy}_seed{seed}"
             if not (folder / "best.yaml").exists():
@@ -83,7 +133,11 @@ def main() -> None:
     w8, w6, w4 = by["uniform_w8a8"], by["uniform_w6a6"], by["uniform_w4a4"]
     lines = [f"# Evidence: searched against uniform precision ({ctx.config.data.dataset}, {args.seeds} fine-tuning seeds)",
              "", f"Command: `python benchmarks/evidence.py --supernet {args.supernet} --lut {args.lut} --out {args.out} "
-             f"--seeds {args.seeds} --search-seeds {args.search_seeds}` (config `{args.config}`).", "",
+             f"--seeds {args.seeds} --search-seeds {args.search_seeds} --jobs {args.jobs}"
+             + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
+             + (f" --distill {args.distill}" if args.distill is not None else "")
+             + f"` (config `{args.config}`; fine-tuning: {ctx.config.train.finetune_epochs} epochs, distillation "
+             f"weight {ctx.config.train.finetune_distill}).", "",
              "## Fine-tuned policies (mIoU in points, mean ± std over seeds; 95% interval of the mean)", "",
              "| policy | GBitOps | x W8A8 | mIoU | 95% interval | seeds |", "|---|---|---|---|---|---|"]
     w8_bitops = float(w8["gbitops"])
@@ -111,17 +165,18 @@ def main() -> None:
         lines.append(f"- At the BitOps of {uniform['method']} ({uniform['gbitops']}): the front's policy "
                      f"({r['gbitops']} GBitOps) {100 * float(r['miou']):.2f} against {100 * float(uniform['miou']):.2f}; "
                      f"difference {diff.show()} points.")
-    evaluations = None
-    lines += ["", f"## Search strategies at <= 0.5x W8A8 BitOps ({args.search_seeds} seeds each, equal evaluations)", "",
-              "| strategy | best search-val mIoU, mean ± std | per seed |", "|---|---|---|"]
-    for strategy, values in strategies.items():
-        std = statistics.stdev(values) if len(values) > 1 else float("nan")
-        lines.append(f"| {strategy} | {100 * statistics.mean(values):.2f} ± {100 * std:.2f} | "
-                     f"{', '.join(f'{100 * v:.2f}' for v in values)} |")
-        state = json.loads((out / "strategies" / f"{strategy}_seed0" / "state.json").read_text())
-        evaluations = evaluations or sum(len(g) for g in state["history"])
-    lines += ["", f"Each search: {evaluations} candidates. Wall time: " +
-              ", ".join(f"{k} {v / 60:.0f} min" for k, v in timings.items()) + " (this invocation).", ""]
+    if strategies:
+        evaluations = None
+        lines += ["", f"## Search strategies at <= 0.5x W8A8 BitOps ({args.search_seeds} seeds each, equal evaluations)",
+                  "", "| strategy | best search-val mIoU, mean ± std | per seed |", "|---|---|---|"]
+        for strategy, values in strategies.items():
+            std = statistics.stdev(values) if len(values) > 1 else float("nan")
+            lines.append(f"| {strategy} | {100 * statistics.mean(values):.2f} ± {100 * std:.2f} | "
+                         f"{', '.join(f'{100 * v:.2f}' for v in values)} |")
+            state = json.loads((out / "strategies" / f"{strategy}_seed0" / "state.json").read_text())
+            evaluations = evaluations or sum(len(g) for g in state["history"])
+        lines += ["", f"Each search: {evaluations} candidates."]
+    lines += ["", "Wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()) + " (this invocation).", ""]
     text = "\n".join(lines)
     (out / "evidence.md").write_text(text)
     print(text)

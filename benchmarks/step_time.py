@@ -1,8 +1,9 @@
 """Supernet forward + backward time per batch (main + auxiliary losses), default config.
 
-Usage: python benchmarks/step_time.py [--threads 2] [--batch-size 16] [--repeats 8]
+Usage: python benchmarks/step_time.py [--threads 2] [--batch-size 16] [--repeats 8] [--device cuda]
 Prints the median over repeats (the first run is a warm-up) for the largest subnet, the
-reference architecture and the smallest subnet, quantized and float.
+reference architecture and the smallest subnet, quantized and float (on a GPU, each step is
+synchronized before the clock is read).
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=0, help="default: train.batch_size")
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = load_config(args.config)
     space = SearchSpace(config.space)
-    net = build_supernet(config.space)
+    device = torch.device(args.device)
+    net = build_supernet(config.space).to(device)
     bs = args.batch_size or config.train.batch_size
     h, w = config.data.train_size
-    x, y = torch.rand(bs, 3, h, w), torch.randint(0, config.space.num_classes, (bs, h, w))
+    x = torch.rand(bs, 3, h, w, device=device)
+    y = torch.randint(0, config.space.num_classes, (bs, h, w), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cases = [("largest", space.largest()), ("reference k3 e6 d3 (8-bit)", space.uniform(8, 3, 6, 3)),
              ("smallest", space.smallest())]
     for name, genome in cases:
@@ -46,9 +51,11 @@ def main() -> None:
                 logits, aux = net.forward_train(x)
                 loss = F.cross_entropy(logits, y) + 0.4 * sum(F.cross_entropy(a, y) for a in aux)
                 loss.backward()
+                sync()
                 times.append(time.perf_counter() - tic)
             print(f"{name:28s} {'QAT ' if quantized else 'float'}: {statistics.median(times[1:]) * 1000:6.0f} ms "
-                  f"per batch of {bs} at {h}x{w}, {args.threads} threads")
+                  f"per batch of {bs} at {h}x{w}, "
+                  + (f"{args.threads} threads" if device.type == "cpu" else torch.cuda.get_device_name(device)))
 
 
 if __name__ == "__main__":

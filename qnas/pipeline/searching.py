@@ -110,8 +110,8 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     settings = SearchSettings(**asdict(ctx.config.search))
     settings = replace(settings, strategy=strategy or settings.strategy,
                        seed=settings.seed if seed is None else seed)
-    ctx.setup_torch()
-    supernet, _ = load_trained(ctx.config, supernet_run)
+    device = ctx.setup_torch()
+    supernet = load_trained(ctx.config, supernet_run)[0].to(device)
     spec, hw = ctx.spec, ctx.deploy_hw
 
     def costs(g: Genome) -> dict[str, float]:

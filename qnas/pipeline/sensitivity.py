@@ -46,8 +46,8 @@ def sensitivity(ctx: Context, supernet_run: str | os.PathLike[str], out: str | o
     out = output_folder(out)
     genome = genome if genome is not None else ctx.policy("uniform_w8a8").genome
     bits = bits or tuple(sorted((b for b in ctx.spec.bits if b < max(ctx.spec.bits)), reverse=True))
-    ctx.setup_torch()
-    supernet, _ = load_trained(ctx.config, supernet_run)
+    device = ctx.setup_torch()
+    supernet = load_trained(ctx.config, supernet_run)[0].to(device)
     split = ctx.loader("search").dataset
     loader = make_loader(Subset(split, range(min(scenes, len(split)))), 50, shuffle=False, seed=0)
 

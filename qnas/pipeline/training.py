@@ -80,8 +80,8 @@ def _train_supernet(ctx: Context, run: RunDir, resume: bool, reporter: Reporter)
 
 def evaluate_policy(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome) -> dict[str, Any]:
     """mIoU, per-class IoU, pixel accuracy and cost of ``genome`` cut from a trained run (BN recalibrated)."""
-    ctx.setup_torch()
-    supernet, _ = load_trained(ctx.config, checkpoint)
+    device = ctx.setup_torch()
+    supernet = load_trained(ctx.config, checkpoint)[0].to(device)
     return measure(ctx, supernet, genome)
 
 

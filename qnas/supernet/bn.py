@@ -18,7 +18,8 @@ __all__ = ["recalibrate_bn"]
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: Iterable[Tensor]) -> int:
-    """Replace every BatchNorm's running mean/var by their average over ``images`` batches.
+    """Replace every BatchNorm's running mean/var by their average over ``images`` batches (moved to the
+    model's device).
 
     The model's weights are untouched, and its training mode and BN momenta are restored.
     Returns the number of batches seen; raises ValueError if there were none.
@@ -32,8 +33,9 @@ def recalibrate_bn(model: nn.Module, images: Iterable[Tensor]) -> int:
     batches = 0
     try:
         model.train()
+        device = next(model.parameters()).device
         for x in images:
-            model(x)
+            model(x.to(device))
             batches += 1
     finally:
         for norm, momentum in zip(norms, momenta):

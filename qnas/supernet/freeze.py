@@ -25,6 +25,6 @@ def freeze(supernet: Supernet, genome: Mapping[str, int]) -> SegNet:
                  for op in network_plan(supernet.spec, active, *NOMINAL_HW).convs()}
     finally:
         supernet.set_genome(previous)
-    net = SegNet(supernet.spec, active, units)
+    net = SegNet(supernet.spec, active, units).to(next(supernet.parameters()).device)  # on the supernet's device
     net.train(supernet.training)
     return net

@@ -67,7 +67,8 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], num_clas
     meter = ConfusionMeter(num_classes, loader_ignore_index(loader, ignore_index))
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     for images, labels in loader:
-        meter.update(model(images).argmax(1), labels)
+        meter.update(model(images.to(device, non_blocking=True)).argmax(1), labels)
     model.train(was_training)
     return meter
