@@ -1,13 +1,13 @@
 """Multi-objective search (NSGA-II, Deb et al. 2002): the whole Pareto front in one search.
 
-Objectives: search-validation mIoU (higher) against each budgeted cost (lower): BitOps, and
-predicted latency when the search has a latency budget (BitOps alone when it has no budget).
-Costs the evaluator merely records (a latency predicted from a table measured by this run, say)
-are not objectives, so a search without a latency budget never depends on a timing. The first generation is spread along the first
-budget (see ``NSGA2._spread``); each later generation breeds ``mutants + crossovers``
-children from parents chosen by binary tournament on (front rank, crowding distance); the next
-parents are the best ``population`` of parents and children by the same order. Candidates meet
-every budget, so the front spans everything up to the budgets. Torch-free and resumable: the
+Objectives: search-validation mIoU (higher) against BitOps and each budgeted cost (lower):
+predicted latency is one when the search has a latency budget. A latency the evaluator merely
+records (predicted from a table this run measured) is not, so a search without a latency budget
+never depends on a timing: two runs of one config pick the same policies. The first generation is
+spread along the first budget (see ``NSGA2._spread``); each later generation breeds ``mutants +
+crossovers`` children from parents chosen by binary tournament on (front rank, crowding
+distance); the next parents are the best ``population`` of parents and children by the same
+order. Candidates meet every budget, so the front spans everything up to the budgets. Torch-free and resumable: the
 order is computed from the candidates alone, ties broken by their order in the pool.
 """
 
@@ -84,10 +84,12 @@ class NSGA2(Strategy):
         return settings.population + (settings.generations - 1) * (settings.mutants + settings.crossovers)
 
     def costs(self, pool: Sequence[Candidate]) -> list[Cost]:
-        """The minimized costs: each budget's measure; without budgets, BitOps where the candidates carry it."""
-        if self.constraints:
-            return [lambda c, measure=con.measure: measure(c.genome) for con in self.constraints]
-        return [lambda c: c.metrics["bitops"]] if pool and all("bitops" in c.metrics for c in pool) else []
+        """The minimized costs: each budget's measure, and BitOps (where the candidates carry it) when no
+        budget is on BitOps."""
+        costs: list[Cost] = [lambda c, measure=con.measure: measure(c.genome) for con in self.constraints]
+        if "bitops" not in {con.name for con in self.constraints} and pool and all("bitops" in c.metrics for c in pool):
+            costs.insert(0, lambda c: c.metrics["bitops"])
+        return costs
 
     def survivors(self, pool: list[Candidate]) -> list[Candidate]:
         rank, crowd = _ranking(pool, self.costs(pool))

@@ -88,3 +88,18 @@ def test_a_recorded_cost_without_a_budget_does_not_steer_the_search(small_space:
                         tmp_path / str(seed))
         runs.append([c.genome for c in search.run()])
     assert runs[0] == runs[1]
+
+
+def test_the_objectives_are_bitops_and_each_budget(small_space: SearchSpace) -> None:
+    from qnas.search.nsga2 import NSGA2
+    from qnas.search.strategy import Candidate
+
+    g = small_space.smallest()
+    pool = [Candidate(g, {"miou": 0.5, "bitops": 7.0, "latency_ms": 3.0}, 0)]
+    bitops = Constraint("bitops", lambda genome: 7.0, 10.0)
+    latency = Constraint("latency_ms", lambda genome: 2.5, 10.0)
+    settings = SearchSettings(**SMALL, strategy="nsga2")
+    costs = {names: [cost(pool[0]) for cost in NSGA2(small_space, [c for c in (bitops, latency) if c.name in names],
+                                                      settings).costs(pool)]
+             for names in ((), ("bitops",), ("latency_ms",), ("bitops", "latency_ms"))}
+    assert costs == {(): [7.0], ("bitops",): [7.0], ("latency_ms",): [7.0, 2.5], ("bitops", "latency_ms"): [7.0, 2.5]}
