@@ -75,8 +75,8 @@ def context(args: argparse.Namespace) -> Context:
 
 def resolution(args: argparse.Namespace, ctx: Context) -> tuple[int, int]:
     """``--height`` / ``--width``, defaulting to the deployment resolution; multiples of 32."""
-    height = args.height or ctx.deploy_hw[0]
-    width = args.width or ctx.deploy_hw[1]
+    height = ctx.deploy_hw[0] if args.height is None else args.height  # 0 is a value, refused below
+    width = ctx.deploy_hw[1] if args.width is None else args.width
     for name, value in (("--height", height), ("--width", width)):
         if value < 32 or value % 32 or value > 8192:
             raise QnasError(f"{name} must be a multiple of 32 from 32 to 8192, got {value}")

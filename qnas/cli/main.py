@@ -34,7 +34,12 @@ class _Parser(argparse.ArgumentParser):
     """A bad option is one line (``qnas CMD: error: ...``) and exit code 2, without the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(message: str) -> str:
+    """A message as one line: a line break that user data brought in (a key, a file name) is shown as \\n."""
+    return "\\n".join(message.splitlines())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except QnasError as exc:
-        print(f"qnas {args.command}: error: {exc}", file=sys.stderr)
+        print(f"qnas {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file the user named could not be read or written
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"qnas {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"qnas {args.command}: error: {one_line(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"qnas {args.command}: interrupted", file=sys.stderr)

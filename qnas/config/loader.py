@@ -104,7 +104,8 @@ def from_dict(cls: type[T], data: dict[str, Any], path: str = "") -> T:
     prefix = f"{path}." if path else ""
     for key in data:
         if key not in fields:
-            raise ConfigError(f"{prefix}{key}: unknown key; allowed: {sorted(fields)}")
+            shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # one line, whatever the key
+            raise ConfigError(f"{prefix}{shown}: unknown key; allowed: {sorted(fields)}")
     kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from qnas.cli.main import main
@@ -86,6 +86,7 @@ def _set(doc, path, value):
 
 # -- config ----------------------------------------------------------------------------------------------
 @fuzz(120)
+@example(edits=[], extra=("space", "\n"))  # found at QNAS_FUZZ_SCALE=10: a key that is a line break
 @given(edits=st.lists(st.tuples(st.sampled_from(CONFIG_LEAVES), junk), min_size=1, max_size=3),
        extra=st.one_of(st.none(), st.tuples(st.sampled_from(["space", "data", "train", "search", "compare", ""]),
                                             st.text(min_size=1, max_size=8))))
@@ -281,6 +282,7 @@ def _not_an_integer(text: str) -> bool:
 @given(option=st.sampled_from(OPTIONS), value=st.one_of(
     st.integers(-10**20, 0).map(str), st.integers(2**33, 2**70).map(str), st.text(max_size=6).filter(_not_an_integer),
     st.floats(allow_nan=True).map(str), st.sampled_from(["-1", "0", "1e3", "nan", "", "0x10"])))
+@example(option=("cost", "--height"), value="0")  # found at QNAS_FUZZ_SCALE=10: 0 was taken as "the default"
 def test_bad_option_values(option, value, tmp_path_factory, capsys) -> None:
     command, flag = option
     assume(not (flag == "--seed" and value == "0"))  # the one valid value among these
