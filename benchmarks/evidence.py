@@ -35,8 +35,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from qnas.config import load_config
-from qnas.pipeline import Context, compare, finetune, pick_winners, search
-from qnas.pipeline.searching import seed_run
+from qnas.pipeline import Context, compare, pick_winners, search
+from qnas.pipeline.searching import train_seed_run
 from qnas.stats import welch_difference
 
 WINNERS = ("0.5x:uniform_w8a8", "0.4x:uniform_w8a8", "0.35x:uniform_w8a8", "0.3x:uniform_w8a8",
@@ -56,11 +56,8 @@ def _context(args: argparse.Namespace) -> Context:
     return Context(replace(config, train=train), source=args.config)
 
 
-def _finetune_job(args: argparse.Namespace, policy, run: Path, seed_offset: int) -> None:
-    ctx = _context(args)
-    if not (run / "metrics.json").exists():
-        finetune(ctx, args.supernet, policy, run, resume=(run / "checkpoint.pt").exists(),
-                 seed=ctx.config.seed + seed_offset)
+def _finetune_job(args: argparse.Namespace, policy, out: Path, k: int) -> None:
+    train_seed_run(_context(args), out, policy, k, args.supernet)
 
 
 def _search_job(args: argparse.Namespace, folder: Path, strategy: str, seed: int) -> None:
@@ -107,7 +104,7 @@ def main() -> None:
     tic = time.perf_counter()
     if args.jobs > 1:
         policies = winners + [ctx.policy(name) for name in ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")]
-        _in_parallel(args.jobs, [(_finetune_job, args, p, seed_run(out / "compare", p, k), k)
+        _in_parallel(args.jobs, [(_finetune_job, args, p, out / "compare", k)
                                  for k in range(args.seeds) for p in policies])
     rows = compare(ctx, out / "compare", winners, supernet_run=args.supernet, lut=args.lut, seeds=args.seeds)
     timings["fine-tuning"] = time.perf_counter() - tic

@@ -33,7 +33,7 @@ from qnas.space.policy import Policy, atomic_write_text, read_policy, write_poli
 from qnas.train.subnet import SupernetEvaluator, cut_subnet
 
 __all__ = ["BASELINES", "SearchResult", "budget_constraints", "search", "compare", "compare_table", "precision",
-           "safe_name", "seed_run", "file_hash", "write_csv", "pick_winners"]
+           "safe_name", "seed_run", "train_seed_run", "file_hash", "write_csv", "pick_winners"]
 
 BASELINES = ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")
 
@@ -187,10 +187,9 @@ def pick_winners(ctx: Context, folder: str | os.PathLike[str], budgets: list[str
     with open(folder / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
     base = read_policy(folder / "best.yaml", ctx.space)
-    spec, hw = ctx.spec, ctx.deploy_hw
     winners = []
     for text in budgets:
-        budget = parse_budget(text, "bitops", lambda n: float(genome_cost(spec, ctx.policy(n).genome, *hw).bitops), 1e9)
+        budget = budget_constraints(ctx, text, None, None)[0].budget
         within = [r for r in rows if float(r["bitops"]) <= budget]
         if not within:
             raise QnasError(f"the search in {folder} evaluated nothing within the bitops budget {text!r} "
@@ -218,6 +217,20 @@ def precision(genome: Genome) -> str:
 def seed_run(out: str | os.PathLike[str], policy: Policy, seed: int) -> Path:
     """The run folder of ``policy`` trained with seed index ``seed`` in a comparison folder."""
     return Path(out) / "runs" / safe_name(policy.name) / f"seed{seed}"
+
+
+def train_seed_run(ctx: Context, out: str | os.PathLike[str], policy: Policy, k: int,
+                   supernet_run: str | os.PathLike[str] | None, reporter: Reporter = SILENT) -> Path:
+    """``policy``'s run with seed index ``k`` in comparison folder ``out`` (seed: the config's + k), fine-tuned
+    from ``supernet_run`` or trained from scratch without it; resumed if interrupted, kept if finished."""
+    run = seed_run(out, policy, k)
+    if not (run / "metrics.json").exists():
+        resume, seed = (run / "checkpoint.pt").exists(), ctx.config.seed + k
+        if supernet_run is not None:
+            finetune(ctx, supernet_run, policy, run, resume=resume, reporter=reporter, seed=seed)
+        else:
+            train_baseline(ctx, policy, run, resume=resume, reporter=reporter, seed=seed)
+    return run
 
 
 def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *,
@@ -251,13 +264,7 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
     for policy in policies:
         values = []
         for k in range(seeds):
-            run = seed_run(out, policy, k)
-            if not (run / "metrics.json").exists():
-                resume, seed = (run / "checkpoint.pt").exists(), ctx.config.seed + k
-                if supernet_run is not None:
-                    finetune(ctx, supernet_run, policy, run, resume=resume, reporter=reporter, seed=seed)
-                else:
-                    train_baseline(ctx, policy, run, resume=resume, reporter=reporter, seed=seed)
+            run = train_seed_run(ctx, out, policy, k, supernet_run, reporter)
             values.append(json.loads((run / "metrics.json").read_text())["miou"])
         mious[policy.name] = values
         metrics = json.loads((seed_run(out, policy, 0) / "metrics.json").read_text())
