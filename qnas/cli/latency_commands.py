@@ -8,7 +8,7 @@ import time
 
 from qnas.cli.command import Command, config_argument, context, int_between, seed_int
 from qnas.cli.progress import RichReporter
-from qnas.export.latency import BACKENDS
+from qnas.export.latency import backend_names
 from qnas.pipeline import latency_check, latency_table
 
 __all__ = ["LATENCY_COMMANDS"]
@@ -26,7 +26,7 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
 # -- qnas latency-table -----------------------------------------------------------------------------
 def _table_arguments(parser: argparse.ArgumentParser) -> None:
     config_argument(parser)
-    parser.add_argument("--backend", default="ort-cpu", choices=sorted(BACKENDS),
+    parser.add_argument("--backend", default="ort-cpu", choices=backend_names(),
                         help="engine that runs the INT8 blocks (default: ort-cpu)")
     parser.add_argument("--out", required=True, metavar="LUT", help="latency table YAML to write (e.g. lut.yaml)")
     _measure_arguments(parser)

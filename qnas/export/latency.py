@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import statistics
@@ -18,11 +19,15 @@ import onnx
 from qnas.cost.latency import LatencyTable, LatencyTableError
 from qnas.errors import QnasError
 from qnas.export.network import RandomLayers, network_graph, unit_graph
+from qnas.export.qlinear import QLinearGraph
 from qnas.space.networks import network_plan, space_units
 from qnas.space.spec import SpaceSpec
 
-__all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "build_table", "measure_network",
-           "FLOAT_CONV_OPS", "INTEGER_CONV_OPS", "assert_integer"]
+__all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "backend_names", "build_table",
+           "measure_network", "FLOAT_CONV_OPS", "INTEGER_CONV_OPS", "assert_integer"]
+
+# modules whose import registers more built-in backends (imported on first lookup)
+BUILTIN = ("qnas.export.openvino",)
 
 FLOAT_CONV_OPS = {"Conv", "FusedConv", "NhwcFusedConv", "ConvTranspose"}
 INTEGER_CONV_OPS = {"QLinearConv", "NhwcQLinearConv", "ConvInteger"}
@@ -35,9 +40,14 @@ class Measurement:
 
 
 class Backend:
-    """Times an ONNX model on one engine; ``fingerprint`` says which device and settings."""
+    """Times an ONNX model on one engine; ``fingerprint`` says which device and settings.
+
+    ``writer`` is the graph form the engine runs as integer kernels: the table's blocks and the
+    checked whole networks are written with it."""
 
     name = "?"
+    writer: type = QLinearGraph
+    model_kind = "QLinear int8, random codes"
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
@@ -47,6 +57,9 @@ class Backend:
 
     def measure(self, model: onnx.ModelProto, warmup: int, repeats: int) -> Measurement:
         raise NotImplementedError
+
+    def assert_integer(self, model: onnx.ModelProto, what: str) -> None:
+        """Raise unless the engine runs every conv of ``model`` as an integer kernel."""
 
 
 BACKENDS: dict[str, Callable[[int], Backend]] = {}
@@ -63,7 +76,19 @@ def register_backend(name: str) -> Callable:
     return decorate
 
 
+def _load_builtin() -> None:
+    for module in BUILTIN:
+        importlib.import_module(module)
+
+
+def backend_names() -> list[str]:
+    """Every registered latency backend."""
+    _load_builtin()
+    return sorted(BACKENDS)
+
+
 def get_backend(name: str, threads: int) -> Backend:
+    _load_builtin()
     if name not in BACKENDS:
         raise QnasError(f"unknown latency backend {name!r}; registered: {sorted(BACKENDS)}")
     return BACKENDS[name](threads)
@@ -131,16 +156,18 @@ class OrtCpu(Backend):
             runs.append((time.perf_counter() - tic) * 1000.0)
         return Measurement(statistics.median(runs), runs)
 
+    def assert_integer(self, model: onnx.ModelProto, what: str) -> None:
+        """Every conv of the optimized graph must be an integer kernel (no float Conv left)."""
+        ops = self.optimized_ops(model)
+        floats = sorted(set(ops) & FLOAT_CONV_OPS)
+        written = sum(n.op_type in INTEGER_CONV_OPS for n in model.graph.node)
+        if floats or sum(op in INTEGER_CONV_OPS for op in ops) != written:
+            raise QnasError(f"{what}: the optimized graph runs {floats or ops}; not every conv is an integer kernel")
+
 
 def assert_integer(backend: Backend, model: onnx.ModelProto, what: str) -> None:
-    """Every conv of the optimized graph must be an integer kernel (no float Conv left)."""
-    if not hasattr(backend, "optimized_ops"):
-        return
-    ops = backend.optimized_ops(model)
-    floats = sorted(set(ops) & FLOAT_CONV_OPS)
-    written = sum(n.op_type in INTEGER_CONV_OPS for n in model.graph.node)
-    if floats or sum(op in INTEGER_CONV_OPS for op in ops) != written:
-        raise QnasError(f"{what}: the optimized graph runs {floats or ops}; not every conv is an integer kernel")
+    """Raise unless ``backend``'s engine runs every conv of ``model`` as an integer kernel."""
+    backend.assert_integer(model, what)
 
 
 def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, out: str | os.PathLike[str], *,
@@ -152,7 +179,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
     """
     out = Path(out)
     fingerprint = backend.fingerprint()
-    method = {"warmup": warmup, "repeats": repeats, "statistic": "median", "model": "QLinear int8, random codes"}
+    method = {"warmup": warmup, "repeats": repeats, "statistic": "median", "model": backend.model_kind}
     table = LatencyTable(fingerprint, tuple(resolution), {}, 0.0, method)
     if resume and out.exists():
         old = LatencyTable.read(out)
@@ -166,7 +193,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
     for i, (unit, plan) in enumerate(todo):
         if progress:
             progress(unit.key, i, len(todo))
-        model = unit_graph(plan, unit.label, RandomLayers(i)).model()
+        model = unit_graph(plan, unit.label, RandomLayers(i), backend.writer).model()
         assert_integer(backend, model, f"block {unit.key}")
         table.entries[unit.key] = round(backend.measure(model, warmup, repeats).median_ms, 5)
         table.write(out)
@@ -179,7 +206,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
 def measure_network(spec: SpaceSpec, genome: Mapping[str, int], resolution: tuple[int, int], backend: Backend,
                     warmup: int, repeats: int, check_integer: bool = True) -> float:
     """Median latency (ms) of the whole genome's INT8 network, measured like the table's blocks."""
-    model = network_graph(network_plan(spec, genome, *resolution), RandomLayers(0)).model()
+    model = network_graph(network_plan(spec, genome, *resolution), RandomLayers(0), backend.writer).model()
     if check_integer:
         assert_integer(backend, model, "network")
     return backend.measure(model, warmup, repeats).median_ms

@@ -19,7 +19,7 @@ import numpy as np
 __all__ = ["ExportProfile", "PROFILES", "register_profile", "get_profile", "profile_names"]
 
 # modules whose import registers the built-in profiles (imported on first lookup)
-BUILTIN = ("qnas.export.qonnx", "qnas.export.ort", "qnas.export.trt", "qnas.export.fp32")
+BUILTIN = ("qnas.export.qonnx", "qnas.export.ort", "qnas.export.trt", "qnas.export.openvino", "qnas.export.fp32")
 
 
 def _identity(model: Any) -> Any:

@@ -19,7 +19,7 @@ W4 = str(ROOT / "policies/uniform_w4a4.yaml")
 
 
 
-@pytest.mark.parametrize("fmt", ["qonnx", "ort", "trt", "onnx-fp32"])
+@pytest.mark.parametrize("fmt", ["qonnx", "ort", "trt", "openvino", "onnx-fp32"])
 def test_every_format_writes_a_file_that_runs(supernet_run: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"{fmt}.onnx"
     assert main(["export", "--config", TINY, "--checkpoint", str(supernet_run), "--policy", W4,

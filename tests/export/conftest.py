@@ -42,30 +42,53 @@ def _scaled_input(quant, x: torch.Tensor) -> np.ndarray:
     return (torch.minimum(torch.maximum(x, low), a) / quant.grid_scale()).numpy().astype(np.float64)
 
 
-def codes_at_every_conv(subnet, model, x: torch.Tensor, code_tensors: list[str], elem_type: int, signed_offset: int):
+def codes_at_every_conv(subnet, model, x: torch.Tensor, code_tensors: list[str], elem_type: int | None,
+                        signed_offset: int,
+                        out_tensors: dict[str, str] | None = None, as_written: bool = False):
     """Each conv's input codes in PyTorch and in the ONNX file (``code_tensors``: the integer tensor
     each conv reads, in module order), plus PyTorch's and onnxruntime's logits. Each pair also holds
-    PyTorch's value before rounding (codes = round(value))."""
+    PyTorch's value before rounding (codes = round(value)). ``elem_type`` None: each Q's own type.
+    ``out_tensors`` maps a conv's label to
+    the file's codes of its own output quantizer, compared right after that conv's input. ``as_written``:
+    onnxruntime runs each Q/DQ and Conv as written (its fused u8 x s8 kernels saturate int16 pair sums
+    on CPUs without VNNI)."""
+    out_tensors = out_tensors or {}
     torch_codes, scaled, hooks = {}, {}, []
     convs = [m for m in subnet.modules() if isinstance(m, QConv2d)]
+
+    def record(quant, label, value):
+        codes = quant.codes(value)[0].numpy().astype(np.int64)
+        torch_codes[label] = codes + (signed_offset if quant.signed else 0)
+        scaled[label] = _scaled_input(quant, value)
+
     for m in convs:
-        def hook(conv, args, label=m.label):
-            codes = conv.act_quant.codes(args[0])[0].numpy().astype(np.int64)
-            torch_codes[label] = codes + (signed_offset if conv.act_quant.signed else 0)
-            scaled[label] = _scaled_input(conv.act_quant, args[0])
-        hooks.append(m.register_forward_pre_hook(hook))
+        hooks.append(m.register_forward_pre_hook(lambda conv, args, label=m.label: record(conv.act_quant, label, args[0])))
+        if m.label in out_tensors:
+            quant = subnet.unit(m.label).out_quant
+            hooks.append(quant.register_forward_pre_hook(
+                lambda q, args, label=m.label + ".out": record(q, label, args[0])))
     with torch.no_grad():
         ref = subnet(x).numpy()
     for h in hooks:
         h.remove()
     probe = type(model)()
     probe.CopyFrom(model)
-    for name in code_tensors:
-        probe.graph.output.append(helper.make_tensor_value_info(name, elem_type, None))
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    zero_point_type = {t.name: t.data_type for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for name in [*code_tensors, *out_tensors.values()]:
+        kind = elem_type if elem_type is not None else zero_point_type[producers[name].input[2]]  # a Q's type
+        probe.graph.output.append(helper.make_tensor_value_info(name, kind, None))
+    options = ort.SessionOptions()
+    if as_written:  # no Q/DQ fusion into onnxruntime's integer kernels: DQ, float Conv, Q, as the file says
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"image": x.numpy()})))
-    pairs = [(m.label, torch_codes[m.label], values[name].astype(np.int64), scaled[m.label])
-             for m, name in zip(convs, code_tensors)]
+    pairs = []
+    for m, name in zip(convs, code_tensors):
+        pairs.append((m.label, torch_codes[m.label], values[name].astype(np.int64), scaled[m.label]))
+        if m.label in out_tensors:
+            label = m.label + ".out"
+            pairs.append((label, torch_codes[label], values[out_tensors[m.label]].astype(np.int64), scaled[label]))
     return pairs, ref, values["logits"]
 
 

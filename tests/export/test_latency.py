@@ -10,7 +10,7 @@ import pytest
 
 from qnas.cli.main import main
 from qnas.cost.latency import LatencyTable, LatencyTableError, network_blocks, space_blocks
-from qnas.export.latency import BACKENDS, FLOAT_CONV_OPS, INTEGER_CONV_OPS, build_table, get_backend, measure_network
+from qnas.export.latency import FLOAT_CONV_OPS, INTEGER_CONV_OPS, backend_names, build_table, get_backend, measure_network
 from qnas.export.network import RandomLayers, network_graph, unit_graph
 from qnas.space import SearchSpace, network_plan, space_units
 
@@ -103,11 +103,24 @@ def test_cli_table_cost_and_check(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["cost", "--config", TINY, "--policy", w8, "--lut", str(lut), "--force-lut", "--json"]) == 0
 
 
-@pytest.mark.parametrize("name", sorted(BACKENDS))
+@pytest.mark.parametrize("name", backend_names())
 def test_every_backend_times_an_integer_unit_and_names_its_device(name: str, small_space: SearchSpace) -> None:
     backend = get_backend(name, 1)
     fingerprint = backend.fingerprint()
     assert fingerprint["backend"] == name and fingerprint["threads"] == 1
     unit, plan = space_units(small_space.spec, *RES)[1]
-    measurement = backend.measure(unit_graph(plan, unit.label, RandomLayers(0)).model(), 1, 3)
+    model = unit_graph(plan, unit.label, RandomLayers(0), backend.writer).model()
+    backend.assert_integer(model, "a unit")  # every conv of the unit runs as an integer kernel
+    measurement = backend.measure(model, 1, 3)
     assert measurement.median_ms > 0 and len(measurement.runs_ms) == 3
+
+
+def test_backends_are_registered_with_their_graph_form() -> None:
+    from qnas.export.openvino import OvCpu
+    from qnas.export.qdq import MixedQdqGraph
+    from qnas.export.qlinear import QLinearGraph
+
+    assert backend_names() == ["ort-cpu", "ov-cpu"]
+    assert get_backend("ort-cpu", 1).writer is QLinearGraph
+    assert isinstance(get_backend("ov-cpu", 2), OvCpu) and get_backend("ov-cpu", 2).writer is MixedQdqGraph
+    assert get_backend("ov-cpu", 2).fingerprint()["precision_hint"] == "f32"

@@ -1,4 +1,4 @@
-"""The ``trt`` profile: TensorRT's structural rules, and parity with the widened frozen model in onnxruntime."""
+"""The ``trt`` profile: the canonical Q/DQ rules, and parity with the widened frozen model in onnxruntime."""
 
 from __future__ import annotations
 
@@ -8,58 +8,107 @@ from onnx import TensorProto, numpy_helper
 
 from qnas.export.trt import TRT_OPSET, export_trt_model, widen_for_int8
 from qnas.quant import PACTActivationQuant
+from qnas.supernet import QConv2d
 from qnas.train import cut_subnet
-from tests.export.conftest import codes_at_every_conv, export_genomes
+from tests.export.conftest import check_codes, codes_at_every_conv, export_genomes
 
 Q_OPS = {"QuantizeLinear", "DequantizeLinear"}
 
 
-def check_trt_rules(model) -> None:
-    """Symmetric int8 Q/DQ only, zero point 0, no uint8, per-channel weights on axis 0, no integer Clip."""
+def check_qdq_rules(model, activation_types=(np.int8,)) -> None:
+    """The canonical Q/DQ form (``qnas.export.qdq``), rule by rule."""
     assert model.opset_import[0].version >= 13
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    assert all(t.data_type != TensorProto.UINT8 for t in model.graph.initializer)
-    ops = {n.op_type for n in model.graph.node}
-    producers = {o: n.op_type for n in model.graph.node for o in n.output}
-    assert not ops & {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "Cast"}
-    for node in model.graph.node:
+    nodes = list(model.graph.node)
+    producers = {o: n for n in nodes for o in n.output}
+    consumers = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    # no integer kernels, no casts, no free-standing rescale chain (Div before Q, Mul after Conv)
+    assert not {n.op_type for n in nodes} & {"QLinearConv", "ConvInteger", "MatMulInteger", "Cast", "Div", "Mul"}
+    activation_scales = []
+    for node in nodes:
         if node.op_type in Q_OPS:
-            zp = inits[node.input[2]]
-            assert zp.dtype == np.int8 and not zp.any()
-            assert inits[node.input[1]].dtype == np.float32 and (inits[node.input[1]] > 0).all()
-            if node.input[0] in inits:  # a weight: int8, per output channel
+            scale, zp = inits[node.input[1]], inits[node.input[2]]
+            assert not zp.any() and scale.dtype == np.float32 and (scale > 0).all()
+            if node.input[0] in inits:  # a weight: int8 codes, per output channel on axis 0
                 attrs = {a.name: a.i for a in node.attribute}
-                assert inits[node.input[0]].dtype == np.int8 and attrs.get("axis", 1) == 0
-                assert inits[node.input[1]].shape == (inits[node.input[0]].shape[0],)
-        if node.op_type == "Clip":
-            assert all(inits[name].dtype == np.float32 for name in node.input[1:])
-        if node.op_type == "Conv":
-            assert producers[node.input[0]] == "DequantizeLinear" and producers[node.input[1]] == "DequantizeLinear"
+                assert node.op_type == "DequantizeLinear" and inits[node.input[0]].dtype == np.int8
+                assert zp.dtype == np.int8 and attrs.get("axis", 1) == 0
+                assert scale.shape == zp.shape == (inits[node.input[0]].shape[0],)
+            else:  # an activation: per tensor
+                assert scale.shape == () and zp.dtype in activation_types
+                activation_scales.append(float(scale))
         if node.op_type == "QuantizeLinear":  # TensorRT pairs every Q with DQs
-            assert {n.op_type for n in model.graph.node if node.output[0] in n.input} == {"DequantizeLinear"}
+            assert {n.op_type for n in consumers[node.output[0]]} == {"DequantizeLinear"}
+            # a Q reads a Clip, a ReLU, a conv with an output grid, a Resize/Concat of dequantized codes, a
+            # residual sum, another grid's codes, or the image (where the grid is the Q type's whole range)
+            source = producers.get(node.input[0])
+            assert source is None or source.op_type in {"Clip", "Relu", "Conv", "Resize", "Concat", "Add",
+                                                        "DequantizeLinear"}  # requantized onto a reader's grid
         if node.op_type == "DequantizeLinear" and node.input[0] not in inits:
-            assert producers[node.input[0]] == "QuantizeLinear"
+            assert producers[node.input[0]].op_type == "QuantizeLinear"
+        if node.op_type == "Clip":  # a float Clip to a grid's range, right before its Q
+            assert all(inits[name].dtype == np.float32 for name in node.input[1:])
+            assert [n.op_type for n in consumers[node.output[0]]] == ["QuantizeLinear"]
+        if node.op_type == "Conv":  # both operands dequantized, the bias a float initializer
+            assert [producers[i].op_type for i in node.input[:2]] == ["DequantizeLinear"] * 2
+            assert len(node.input) < 3 or inits[node.input[2]].dtype == np.float32
+        if node.op_type == "Relu":
+            assert producers[node.input[0]].op_type == "Conv"
+        if node.op_type in {"Resize", "Concat"} and node.input[0] in producers and \
+                producers[node.input[0]].op_type == "DequantizeLinear":  # codes: DQ -> op -> Q
+            assert [n.op_type for n in consumers[node.output[0]]] == ["QuantizeLinear"]
+        if node.op_type == "Add":  # dequantized operands, or the network's float residual stream
+            assert {producers[i].op_type for i in node.input} <= {"DequantizeLinear", "Add"}
+            assert any(producers[i].op_type == "DequantizeLinear" for i in node.input)
+    assert activation_scales and set(activation_scales) != {1.0}  # real scales, not unit-scale codes
 
 
-def test_trt_file_follows_the_rules_and_computes_exactly_what_the_widened_model_computes(trained, small_space) -> None:
+def conv_code_tensors(model, subnet) -> tuple[list[str], dict[str, str]]:
+    """The codes each Conv of a Q/DQ file reads (in file order) and, for convs with their own output
+    quantizer, the codes of the Q after them (Conv -> [Relu] -> [Clip] -> Q), by conv label."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers = {i: n for n in model.graph.node for i in n.input}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    labels = [m.label for m in subnet.modules() if isinstance(m, QConv2d)]
+    outs = {}
+    for label, conv in zip(labels, convs):
+        node = consumers.get(conv.output[0])
+        while node is not None and node.op_type in ("Relu", "Clip"):
+            node = consumers.get(node.output[0])
+        if isinstance(subnet.unit(label).out_quant, PACTActivationQuant):
+            assert node.op_type == "QuantizeLinear", label
+            outs[label] = node.output[0]
+    return [producers[n.input[0]].input[0] for n in convs], outs
+
+
+def test_trt_file_follows_the_rules_and_computes_what_the_widened_model_computes(trained, small_space) -> None:
     """Structure, then the codes every conv reads and the logits, in onnxruntime, against the
-    widened frozen model: identical (unit-scale Q/DQ makes every Conv sum integers)."""
+    widened frozen model: identical codes except for values within float rounding of a rounding
+    boundary (the file sums real products, the model integer codes)."""
     supernet, images, val = trained
+    agree = total = flips = 0
     for genome in export_genomes(small_space):
         subnet = cut_subnet(supernet, genome, images)
         model = export_trt_model(subnet, 48, 48)
-        check_trt_rules(model)
+        check_qdq_rules(model)
         widened = widen_for_int8(subnet).eval()
         assert not any(q.active_bits == 8 and not q.signed for q in widened.modules()
                        if isinstance(q, PACTActivationQuant))
-        producers = {o: n for n in model.graph.node for o in n.output}
-        code_tensors = [producers[n.input[0]].input[0] for n in model.graph.node if n.op_type == "Conv"]
+        code_tensors, out_tensors = conv_code_tensors(model, widened)
         for i in range(len(val)):
-            pairs, ref, out = codes_at_every_conv(widened, model, val[i][0][None], code_tensors, TensorProto.INT8, 0)
-            for label, torch_codes, file_codes, _ in pairs:
-                np.testing.assert_array_equal(file_codes, torch_codes, err_msg=label)
-            np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
-            assert np.array_equal(out.argmax(1), ref.argmax(1))
+            pairs, ref, out = codes_at_every_conv(widened, model, val[i][0][None], code_tensors, TensorProto.INT8, 0,
+                                                  out_tensors)
+            flips += check_codes(pairs, out, ref, atol=1e-4)
+            agree += int((out.argmax(1) == ref.argmax(1)).sum())
+            total += ref.shape[2] * ref.shape[3]
+    print(f"argmax agreement {agree / total:.5f} over {total} pixels, {flips} boundary flips where codes first diverged")
+    # This briefly trained network amplifies one flipped code into tens of codes a few layers on (0.961
+    # here; the uniform 4-bit genome alone 0.84): the bound that matters is measured on the default
+    # run's trained models by benchmarks/export_parity.py (benchmarks/results/export_parity.md).
+    assert agree / total >= 0.9
 
 
 def test_trt_opset_is_at_least_13() -> None:

@@ -1,0 +1,63 @@
+"""The ``openvino`` profile and the ``ov-cpu`` backend: OpenVINO runs every conv in int8, and the file
+computes what the model computes (no widening)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from onnx import TensorProto
+
+from qnas.export.openvino import export_openvino_model, int8_coverage, run_openvino, vnni
+from qnas.export.qdq import MixedQdqGraph
+from qnas.train import cut_subnet
+from tests.export.conftest import check_codes, codes_at_every_conv, export_genomes
+from tests.export.test_trt_export import check_qdq_rules, conv_code_tensors
+
+
+def test_openvino_runs_every_conv_of_the_file_in_int8(trained, small_space) -> None:
+    """OpenVINO's own record of what it executed (runtime graph + performance counters), per ONNX Conv."""
+    supernet, images, _ = trained
+    kernels: dict[str, int] = {}
+    for genome in export_genomes(small_space):
+        model = export_openvino_model(cut_subnet(supernet, genome, images), 48, 48)
+        check_qdq_rules(model, activation_types=(np.int8, np.uint8))
+        coverage = int8_coverage(model)
+        assert coverage.total == sum(n.op_type == "Conv" for n in model.graph.node)
+        assert not coverage.other, coverage.other
+        for name, count in coverage.kernels.items():
+            kernels[name] = kernels.get(name, 0) + count
+    assert all(name.lower().endswith("_i8") for name in kernels), kernels
+    print("int8 kernels:", kernels)
+
+
+def test_openvino_file_computes_what_the_model_computes(trained, small_space) -> None:
+    """The file, executed exactly as written (onnxruntime without its Q/DQ fusions), reads the model's codes at every conv up to
+    rounding-boundary flips; OpenVINO's own kernels agree with it per pixel on CPUs with VNNI."""
+    supernet, images, val = trained
+    uint8_grids = 0
+    for genome in export_genomes(small_space)[:4]:
+        subnet = cut_subnet(supernet, genome, images).eval()
+        model = export_openvino_model(subnet, 48, 48)
+        inits = {t.name for t in model.graph.initializer}
+        uint8_grids += sum(t.data_type == TensorProto.UINT8 for t in model.graph.initializer if t.name in inits)
+        code_tensors, out_tensors = conv_code_tensors(model, subnet)
+        for i in range(2):
+            x = val[i][0][None]
+            pairs, ref, out = codes_at_every_conv(subnet, model, x, code_tensors, None, 0,
+                                                  out_tensors, as_written=True)
+            check_codes(pairs, out, ref, atol=1e-4)
+            with torch.no_grad():
+                want = subnet(x).numpy()
+            got = run_openvino(model, x.numpy())
+            assert got.shape == want.shape and np.isfinite(got).all()
+            if vnni():  # without VNNI OpenVINO's int8 kernels saturate int16 pair sums (qnas.export.openvino)
+                assert float(np.mean(got.argmax(1) == want.argmax(1))) >= 0.9
+    assert uint8_grids > 0  # unsigned 8-bit activations stay uint8 (codes 0..255): nothing was widened
+
+
+def test_mixed_writer_keeps_unsigned_grids_unsigned() -> None:
+    from qnas.export.graph import Grid
+
+    writer = MixedQdqGraph()
+    assert writer._code_type(Grid.unsigned(0.1, 8))[0] is np.uint8
+    assert writer._code_type(Grid.symmetric(0.1, 8))[0] is np.int8
