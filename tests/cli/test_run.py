@@ -25,7 +25,9 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
                  "report.md"):
         assert (out / name).exists(), name
     exported = sorted(p.name for p in (out / "export").iterdir())
-    assert [name.split("_")[-1] for name in exported] == ["fp32.onnx", "int8.onnx", "qonnx.onnx", "qdq.onnx"]
+    assert len(exported) == 5
+    for suffix in ("_fp32.onnx", "_int8.onnx", "_openvino_qdq.onnx", "_qonnx.onnx", "_trt_qdq.onnx"):
+        assert sum(name.endswith(suffix) for name in exported) == 1, suffix
     report = (out / "report.md").read_text()
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))

@@ -1,0 +1,193 @@
+"""Is INT8 really faster? Our files against each runtime's float twin and onnxruntime's own quantizer (issue 14).
+
+One trained policy, one run, interleaved rounds (each round times every variant once, in turn;
+each variant's figure is the median over rounds of the round's median), at the deployment
+resolution and at 4x its pixels, with 1 and 2 threads:
+
+- ``ort``: our integer graph (``qnas export --format ort``) in onnxruntime;
+- ``ort qdq`` / ``ort qop``: onnxruntime's ``quantize_static`` of the float twin (QDQ and
+  QOperator formats, per-channel, U8S8, MinMax calibration on 8 validation scenes resized to the
+  resolution): what a user gets from onnxruntime's tool in one call;
+- ``ort fp32``: the float twin in onnxruntime;
+- ``ov``: our ``openvino`` file in OpenVINO's CPU plugin; ``ov fp32``: the float twin there
+  (``INFERENCE_PRECISION_HINT=f32``).
+
+``--profile`` adds, per variant at the deployment resolution and 1 thread, the time per operator
+type from each runtime's own profiler (onnxruntime's JSON trace, OpenVINO's performance counters).
+
+Usage: python benchmarks/int8_speed.py --checkpoint RUN [--policy P] [--out FILE.md] [--profile]
+(RUN: a trained run, e.g. a ``qnas compare`` run folder, whose ``policy.yaml`` is the default policy).
+onnxruntime sessions run without spinning threads (``session.intra_op.allow_spinning=0``), so that
+one runtime's idle pool does not slow the other's timed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from qnas.config import load_config
+from qnas.export.latency import get_backend
+from qnas.export.openvino import compile_openvino
+from qnas.pipeline import Context, export_model, load_trained
+from qnas.space import read_policy
+from qnas.train import cut_subnet
+
+
+def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # no busy-waiting between runs: interleaved with OpenVINO's threads on few cores, a spinning pool steals
+    # the cores the next variant needs (2 threads on this 2-core machine ran 2x slower with spinning)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_dir:
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(profile_dir, "ort")
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def ort_quantized(fp32: onnx.ModelProto, images: np.ndarray, fmt: str) -> onnx.ModelProto:
+    """onnxruntime's quantize_static of the float twin: per-channel, U8S8, MinMax on ``images``."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"image": images[i:i + 1]} for i in range(len(images))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (os.path.join(tmp, name) for name in ("fp32.onnx", "pre.onnx", "q.onnx"))
+        onnx.save(fp32, src)
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        quantize_static(pre, dst, Reader(), quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(dst)
+
+
+def runner(kind: str, model: onnx.ModelProto, threads: int, x: np.ndarray):
+    if kind == "ort":
+        session = ort_session(model, threads)
+        return lambda: session.run(None, {"image": x})
+    request = compile_openvino(model, threads).create_infer_request()
+    return lambda: request.infer({0: x})
+
+
+def time_interleaved(runs: dict, rounds: int, per_round: int) -> dict[str, float]:
+    for run in runs.values():  # warm up
+        for _ in range(3):
+            run()
+    medians = defaultdict(list)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times = []
+            for _ in range(per_round):
+                tic = time.perf_counter()
+                run()
+                times.append((time.perf_counter() - tic) * 1000.0)
+            medians[name].append(statistics.median(times))
+    return {name: statistics.median(values) for name, values in medians.items()}
+
+
+def ort_profile(model: onnx.ModelProto, x: np.ndarray, runs: int = 20) -> dict[str, float]:
+    """ms per run by operator type, from onnxruntime's own profiler."""
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(model, 1, tmp)
+        for _ in range(runs):
+            session.run(None, {"image": x})
+        trace = json.loads(Path(session.end_profiling()).read_text())
+    totals = defaultdict(float)
+    for event in trace:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            totals[event["args"]["op_name"]] += event["dur"] / 1000.0 / runs
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def ov_profile(model: onnx.ModelProto, x: np.ndarray, runs: int = 20) -> dict[str, float]:
+    """ms per run by (layer type, kernel), from OpenVINO's performance counters."""
+    request = compile_openvino(model, 1, profile=True).create_infer_request()
+    totals = defaultdict(float)
+    for _ in range(runs):
+        request.infer({0: x})
+        for p in request.profiling_info:
+            if p.status.name != "NOT_RUN":
+                totals[f"{p.node_type} ({p.exec_type})"] += p.real_time.total_seconds() * 1000.0 / runs
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/digits.yaml")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--policy", default=None, help="policy YAML (default: the run's policy.yaml)")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--per-round", type=int, default=5)
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    ctx = Context(load_config(args.config))
+    supernet, _ = load_trained(ctx.config, args.checkpoint)
+    policy = read_policy(args.policy or os.path.join(args.checkpoint, "policy.yaml"), ctx.space)
+    subnet = cut_subnet(supernet, policy.genome, ctx.bn_images).eval()
+    dh, dw = ctx.config.deploy.height, ctx.config.deploy.width
+    scenes = torch.stack([ctx.loader("val").dataset[i][0] for i in range(8)])
+    lines = [f"# INT8 vs float, policy {policy.name}", "",
+             f"Command: `python benchmarks/int8_speed.py --checkpoint RUN{' --profile' if args.profile else ''}` "
+             f"({args.rounds} interleaved rounds x {args.per_round} runs, median of round medians, ms). "
+             f"CPU: {get_backend('ort-cpu', 1).fingerprint()['cpu']}, {os.cpu_count()} cores.", "",
+             "| resolution | threads | ort (ours) | ort qdq (quantize_static) | ort qop (quantize_static) | ort fp32 | "
+             "ov (ours) | ov fp32 | ort fp32 / ours | ort fp32 / qdq | ov fp32 / ours |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    profiles = {}
+    for h, w in ((dh, dw), (2 * dh, 2 * dw)):
+        fp32 = export_model(subnet, "onnx-fp32", h, w)
+        images = torch.nn.functional.interpolate(scenes, size=(h, w), mode="bilinear").numpy()
+        models = {"ort": ("ort", export_model(subnet, "ort", h, w)),
+                  "ort qdq": ("ort", ort_quantized(fp32, images, "qdq")),
+                  "ort qop": ("ort", ort_quantized(fp32, images, "qop")),
+                  "ort fp32": ("ort", fp32),
+                  "ov": ("ov", export_model(subnet, "openvino", h, w)),
+                  "ov fp32": ("ov", fp32)}
+        x = images[:1].copy()
+        for threads in (int(t) for t in args.threads.split(",")):
+            runs = {name: runner(kind, model, threads, x) for name, (kind, model) in models.items()}
+            t = time_interleaved(runs, args.rounds, args.per_round)
+            row = (f"| {h}x{w} | {threads} | " + " | ".join(f"{t[name]:.2f}" for name in models) +
+                   f" | {t['ort fp32'] / t['ort']:.2f}x | {t['ort fp32'] / t['ort qdq']:.2f}x | "
+                   f"{t['ov fp32'] / t['ov']:.2f}x |")
+            lines.append(row)
+            print(row, flush=True)
+        if args.profile and (h, w) == (dh, dw):
+            for name, (kind, model) in models.items():
+                profiles[name] = (ort_profile if kind == "ort" else ov_profile)(model, x)
+    if profiles:
+        lines += ["", f"Time per operator type at {dh}x{dw}, 1 thread (ms per run; each runtime's own profiler):", ""]
+        for name, totals in profiles.items():
+            top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(totals.items())[:8])
+            lines.append(f"- **{name}** (total {sum(totals.values()):.2f}): {top}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
