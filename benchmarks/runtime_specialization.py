@@ -8,7 +8,7 @@ graph form the tables time, in interleaved rounds (medians). A runtime-specializ
 give the winner that is fastest on its own runtime, which the table shows or refutes.
 
 Usage: python benchmarks/runtime_specialization.py --supernet RUN/supernet --out DIR
-       [--budget 0.6x:uniform_w8a8] [--lut-ort RUN/lut.yaml] [--rounds 7] [--out-md FILE]
+       [--budget 0.8x:uniform_w8a8] [--lut-ort RUN/lut.yaml] [--rounds 7] [--out-md FILE]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/digits.yaml")
     parser.add_argument("--supernet", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--budget", default="0.6x:uniform_w8a8", help="latency budget for both searches")
+    parser.add_argument("--budget", default="0.8x:uniform_w8a8", help="latency budget for both searches")
     parser.add_argument("--lut-ort", default=None, help="an existing ort-cpu table (default: built in --out)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=20)

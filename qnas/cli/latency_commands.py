@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 from qnas.cli.command import Command, config_argument, context, int_between, seed_int
@@ -42,6 +43,14 @@ def _table(args: argparse.Namespace) -> int:
     h, w = ctx.deploy_hw
     print(f"{len(table.entries)} blocks at {h}x{w} on {args.backend} ({args.threads} thread(s)) in "
           f"{time.perf_counter() - tic:.0f} s; wrote {args.out}")
+    method = table.method or {}
+    if method.get("median_spread") is not None:
+        print(f"spread between interleaved rounds: median {100 * method['median_spread']:.1f}%; "
+              f"{method['noisy_entries']} of {len(table.spread)} blocks above {100 * method['noisy_spread']:.0f}% "
+              "after re-measuring")
+    if method.get("too_noisy"):
+        print("warning: the machine was too noisy for this table to be meaningful (another process competing for "
+              "the cores?); close it and rebuild with --restart", file=sys.stderr)
     return 0
 
 
@@ -59,13 +68,15 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-overhead", action="store_true",
                         help="store the median (measured - predicted) in the table as its graph overhead")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
+    parser.add_argument("--backend", choices=backend_names(), default=None,
+                        help="the runtime to check: --lut must have been measured with it (default: the table's)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object: mape (a fraction), kendall_tau, macs_kendall_tau, samples")
 
 
 def _check(args: argparse.Namespace) -> int:
     result = latency_check(context(args), args.lut, samples=args.samples, seed=args.seed, repeats=args.repeats,
-                           plot=args.plot, fit_overhead=args.fit_overhead, force=args.force_lut,
+                           plot=args.plot, fit_overhead=args.fit_overhead, force=args.force_lut, backend=args.backend,
                            reporter=RichReporter(quiet=args.json))
     if args.json:
         print(json.dumps(result))

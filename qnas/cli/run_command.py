@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qnas.cli.command import Command, config_argument, context
 from qnas.cli.progress import RichReporter
+from qnas.export.latency import backend_names
 from qnas.pipeline import run
 
 __all__ = ["RUN_COMMANDS"]
@@ -18,12 +19,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder (default: runs/<config name>); every stage writes below it")
     parser.add_argument("--resume", action="store_true",
                         help="continue a run folder: finished stages are skipped, interrupted ones resumed")
+    parser.add_argument("--backend", choices=backend_names(), default="ort-cpu",
+                        help="the INT8 runtime whose latency table the run measures, checks and reports, and on which "
+                             "compare measures the exported files (default: ort-cpu, onnxruntime; ov-cpu: OpenVINO)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars from the stages")
 
 
 def _run(args: argparse.Namespace) -> int:
     out = Path("runs") / Path(args.config).stem if args.out is None else args.out
-    report = run(context(args), out, resume=args.resume, reporter=RichReporter(args.quiet))
+    report = run(context(args), out, resume=args.resume, backend=args.backend, reporter=RichReporter(args.quiet))
     print(f"report: {report}")
     return 0
 
@@ -31,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 RUN_COMMANDS = [
     Command("run", "the whole pipeline on the embedded default (or any config)",
             "Train the supernet, measure the latency table and check it, search under the config's budgets, "
-            "fine-tune the winner and the uniform baselines at equal budget, export the winner (qonnx, ort, trt, onnx-fp32) "
+            "fine-tune the winner and the uniform baselines at equal budget, export the winner (qonnx, ort, trt, openvino, onnx-fp32) "
             "and write report.md. Each stage is skipped when its output is already complete, so a rerun with "
             "--resume after a crash continues where it stopped.",
             _arguments, _run),

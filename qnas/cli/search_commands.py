@@ -8,6 +8,7 @@ from pathlib import Path
 
 from qnas.cli.command import Command, config_argument, context, int_between, seed_int
 from qnas.cli.progress import RichReporter
+from qnas.export.latency import backend_names
 from qnas.pipeline import compare, search, sensitivity
 from qnas.search import STRATEGIES
 from qnas.space import read_policy
@@ -27,6 +28,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "default: search.latency_budget")
     parser.add_argument("--lut", metavar="L", default=None, help="latency table (qnas latency-table)")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
+    parser.add_argument("--backend", choices=backend_names(), default=None,
+                        help="the runtime the latency budget is for: --lut must have been measured with it")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default=None,
                         help="evolution (the thesis's), nsga2 (multi-objective: the whole Pareto front of mIoU against "
                              "BitOps and latency in one search) or random (the control, as many evaluations); "
@@ -40,7 +43,8 @@ def _search(args: argparse.Namespace) -> int:
     tic = time.perf_counter()
     result = search(context(args), args.supernet, args.out, bitops_budget=args.bitops_budget,
                     latency_budget=args.latency_budget, lut=args.lut, force_lut=args.force_lut,
-                    strategy=args.strategy, seed=args.seed, resume=args.resume, reporter=RichReporter(args.quiet))
+                    strategy=args.strategy, seed=args.seed, resume=args.resume, backend=args.backend,
+                    reporter=RichReporter(args.quiet))
     best = result.search.best()
     for c in result.constraints:
         print(f"{c.name} budget {c.show(c.budget)}: best uses {c.show(best.metrics.get(c.name, c.measure(best.genome)))}")
@@ -59,6 +63,9 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
                              "every policy is trained from scratch (qnas baseline, equal epochs)")
     parser.add_argument("--lut", metavar="L", default=None, help="latency table: predicted and measured INT8 latency")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
+    parser.add_argument("--backend", choices=backend_names(), action="append", default=[], metavar="NAME",
+                        help="also measure every policy's exported INT8 file on this runtime "
+                             f"({', '.join(backend_names())}); repeat for several (column latency_meas_NAME_ms)")
     parser.add_argument("--no-baselines", action="store_true", help="do not add the uniform W8A8/W6A6/W4A4 baselines")
     parser.add_argument("--seeds", type=int_between(1, 100), default=None, metavar="N",
                         help="train every policy from N seeds (data order) and report mean, std and a 95%% interval; "
@@ -71,7 +78,7 @@ def _compare(args: argparse.Namespace) -> int:
     ctx = context(args)
     policies = [read_policy(p, ctx.space) for p in args.policies]
     compare(ctx, args.out, policies, supernet_run=args.supernet, lut=args.lut, force_lut=args.force_lut,
-            baselines=not args.no_baselines, seeds=args.seeds, reporter=RichReporter(args.quiet))
+            baselines=not args.no_baselines, seeds=args.seeds, backends=args.backend, reporter=RichReporter(args.quiet))
     print((Path(args.out) / "compare.md").read_text())
     return 0
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class LatencyTable:
     entries: dict[str, float]
     overhead_ms: float = 0.0  # fitted graph overhead, added once per network
     method: dict[str, Any] | None = None
+    spread: dict[str, float] = field(default_factory=dict)  # per entry: (max - min) / median of its round medians
 
     def predict(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
         """Predicted latency (ms) of the genome's network: the sum of its units plus the overhead."""
@@ -82,6 +83,8 @@ class LatencyTable:
         doc = {"qnas_latency_table": TABLE_FORMAT, "fingerprint": self.fingerprint,
                "resolution": list(self.resolution), "overhead_ms": self.overhead_ms,
                "method": self.method or {}, "entries": dict(self.entries)}
+        if self.spread:
+            doc["spread"] = dict(self.spread)
         return yaml.safe_dump(doc, sort_keys=False)
 
     def write(self, path: str | os.PathLike[str]) -> None:
@@ -104,8 +107,9 @@ class LatencyTable:
             raise LatencyTableError(f"{path} is not a qnas latency table (format {TABLE_FORMAT!r})")
         try:
             entries = {str(k): float(v) for k, v in (doc.get("entries") or {}).items()}
+            spread = {str(k): float(v) for k, v in (doc.get("spread") or {}).items()}
             table = cls(dict(doc["fingerprint"]), tuple(int(v) for v in doc["resolution"]), entries,
-                        float(doc.get("overhead_ms", 0.0)), doc.get("method") or {})
+                        float(doc.get("overhead_ms", 0.0)), doc.get("method") or {}, spread)
         except (KeyError, TypeError, ValueError) as exc:
             raise LatencyTableError(f"{path}: malformed latency table ({exc})") from None
         if len(table.resolution) != 2 or min(table.resolution) < 1 or not table.entries:

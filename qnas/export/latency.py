@@ -48,6 +48,7 @@ class Backend:
     name = "?"
     writer: type = QLinearGraph
     model_kind = "QLinear int8, random codes"
+    profile = "ort"  # the export profile whose files this engine runs (a trained policy's measured latency)
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
@@ -170,16 +171,39 @@ def assert_integer(backend: Backend, model: onnx.ModelProto, what: str) -> None:
     backend.assert_integer(model, what)
 
 
-def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, out: str | os.PathLike[str], *,
-                warmup: int = 5, repeats: int = 30, resume: bool = True,
-                progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
-    """Measure every block of the space at ``resolution``, writing the table after every entry.
+NOISY_SPREAD = 0.10  # an entry whose round medians differ by more than this (relative to its median) is re-measured
+TOO_NOISY_SHARE = 0.2  # the table is flagged when more than this share of entries stay noisy after re-measuring
 
-    With ``resume`` an existing table for the same device and resolution keeps its entries.
+
+def _spread(rounds: list[list[float]], planned: int) -> tuple[float, float]:
+    """The median over every run, and (max - min) / median of the per-round medians; once re-measured
+    (more rounds than ``planned``), without the one round farthest from the median: a single burst of
+    load is forgiven, a machine that stays noisy is not."""
+    median = statistics.median([t for r in rounds for t in r])
+    medians = sorted((statistics.median(r) for r in rounds), key=lambda m: abs(m - median))
+    if len(medians) > planned:
+        medians = medians[:-1]
+    return median, (max(medians) - min(medians)) / median
+
+
+def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, out: str | os.PathLike[str], *,
+                warmup: int = 5, repeats: int = 30, resume: bool = True, rounds: int = 3, chunk: int = 12,
+                remeasure: int = 2, progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
+    """Measure every block of the space at ``resolution`` and say how much to trust it.
+
+    Blocks are measured ``chunk`` at a time in ``rounds`` interleaved rounds (each round times every
+    block of the chunk with ``repeats / rounds`` runs, so a burst of load from another process hits
+    one round, not one block); an entry is the median of all its runs, and its spread the relative
+    range of its round medians. Entries spread by more than ``NOISY_SPREAD`` are measured again, up
+    to ``remeasure`` more rounds. The table is written after every chunk (a killed build keeps its
+    finished chunks; with ``resume`` an existing table for the same device and resolution keeps its
+    entries) and records in ``method`` how many entries stayed noisy and whether that makes the
+    machine too noisy for the table to be meaningful (``method['too_noisy']``).
     """
     out = Path(out)
     fingerprint = backend.fingerprint()
-    method = {"warmup": warmup, "repeats": repeats, "statistic": "median", "model": backend.model_kind}
+    method = {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": "median of interleaved rounds",
+              "model": backend.model_kind}
     table = LatencyTable(fingerprint, tuple(resolution), {}, 0.0, method)
     if resume and out.exists():
         old = LatencyTable.read(out)
@@ -188,17 +212,39 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
             raise LatencyTableError(f"{out} was measured at {old.resolution}, not {table.resolution}; "
                                     "use another --out")
         table.entries.update(old.entries)
+        table.spread.update({k: v for k, v in old.spread.items() if k in old.entries})
         table.overhead_ms = old.overhead_ms
     todo = [(unit, plan) for unit, plan in space_units(spec, *resolution) if unit.key not in table.entries]
-    for i, (unit, plan) in enumerate(todo):
-        if progress:
-            progress(unit.key, i, len(todo))
-        model = unit_graph(plan, unit.label, RandomLayers(i), backend.writer).model()
-        assert_integer(backend, model, f"block {unit.key}")
-        table.entries[unit.key] = round(backend.measure(model, warmup, repeats).median_ms, 5)
+    per_round = max(1, -(-repeats // rounds))
+    done = 0
+    for start in range(0, len(todo), chunk):
+        models = {}
+        for i, (unit, plan) in enumerate(todo[start:start + chunk], start=start):
+            model = unit_graph(plan, unit.label, RandomLayers(i), backend.writer).model()
+            assert_integer(backend, model, f"block {unit.key}")
+            models[unit.key] = model
+        runs: dict[str, list[list[float]]] = {key: [] for key in models}
+        for r in range(rounds):
+            for j, (key, model) in enumerate(models.items()):
+                if progress:
+                    progress(key, (done * rounds + r * len(models) + j), len(todo) * rounds)
+                runs[key].append(backend.measure(model, warmup if r == 0 else 1, per_round).runs_ms)
+        for _ in range(remeasure):
+            noisy = [key for key in models if _spread(runs[key], rounds)[1] > NOISY_SPREAD]
+            for key in noisy:
+                runs[key].append(backend.measure(models[key], 1, per_round).runs_ms)
+        for key in models:
+            median, spread = _spread(runs[key], rounds)
+            table.entries[key] = round(median, 5)
+            table.spread[key] = round(spread, 4)
+        done += len(models)
         table.write(out)
+    noisy = sorted(key for key, spread in table.spread.items() if spread > NOISY_SPREAD)
+    table.method.update(noisy_entries=len(noisy), noisy_spread=NOISY_SPREAD,
+                        median_spread=round(statistics.median(table.spread.values()), 4) if table.spread else None,
+                        too_noisy=len(noisy) > TOO_NOISY_SHARE * max(1, len(table.spread)))
     if progress:
-        progress("", len(todo), len(todo))
+        progress("", len(todo) * rounds, len(todo) * rounds)
     table.write(out)
     return table
 

@@ -122,6 +122,7 @@ class OvCpu(Backend):
     """OpenVINO's CPU plugin: one stream, fixed inference threads, f32 precision hint (no silent bf16)."""
 
     writer = MixedQdqGraph
+    profile = "openvino"
     model_kind = "Q/DQ int8 (u8/i8 activations), random codes"
 
     def fingerprint(self) -> dict[str, Any]:

@@ -26,10 +26,14 @@ __all__ = ["load_table", "latency_table", "latency_check"]
 
 def load_table(path: str | os.PathLike[str], backend_name: str | None = None, threads: int | None = None,
                force: bool = False) -> LatencyTable:
-    """Read a table and check it was measured here (same CPU, cores, runtime, threads) unless forced."""
+    """Read a table and check it was measured here (same CPU, cores, runtime, threads) unless forced;
+    ``backend_name``: the table must have been measured with that backend (forced or not)."""
     table = LatencyTable.read(path)
-    backend = get_backend(backend_name or table.fingerprint.get("backend", "ort-cpu"),
-                          threads or int(table.fingerprint.get("threads", 1)))
+    measured_with = table.fingerprint.get("backend", "ort-cpu")
+    if backend_name is not None and backend_name != measured_with:
+        raise QnasError(f"{path} was measured with backend {measured_with!r}, not {backend_name!r}; build one with "
+                        f"qnas latency-table --backend {backend_name}")
+    backend = get_backend(measured_with, threads or int(table.fingerprint.get("threads", 1)))
     table.check_device(backend.fingerprint(), force=force)
     return table
 
@@ -47,13 +51,13 @@ def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "
 
 def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 30, seed: int = 0,
                   repeats: int | None = None, plot: str | os.PathLike[str] | None = None, fit_overhead: bool = False,
-                  force: bool = False, reporter: Reporter = SILENT) -> dict[str, Any]:
+                  force: bool = False, backend: str | None = None, reporter: Reporter = SILENT) -> dict[str, Any]:
     """Measure ``samples`` whole networks (the largest, the smallest, random ones) against the table's
     predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON."""
     if plot is not None:
         output_file(plot, "--plot")
-    table = load_table(lut, force=force)
-    backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
+    table = load_table(lut, backend, force=force)
+    engine = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
     missing = table.missing(ctx.spec)
     if missing:
         raise QnasError(f"{lut} lacks {len(missing)} block(s) of this config's space (e.g. {missing[0].key!r}); "
@@ -69,7 +73,7 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
         for i, genome in enumerate(genomes):
             progress("", i, len(genomes))
             predicted.append(table.predict(ctx.spec, genome))
-            measured.append(measure_network(ctx.spec, genome, table.resolution, backend, warmup, repeats))
+            measured.append(measure_network(ctx.spec, genome, table.resolution, engine, warmup, repeats))
             macs.append(genome_cost(ctx.spec, genome, *table.resolution).macs)
         progress("", len(genomes), len(genomes))
     offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))

@@ -11,6 +11,7 @@ from itertools import groupby
 from pathlib import Path
 
 from qnas.config import config_difference, config_hash
+from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.profiles import PROFILES, profile_names
 from qnas.pipeline.context import Context
@@ -59,11 +60,13 @@ class _Stages:
                                                  indent=1) + "\n")
 
 
-def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, reporter: Reporter = SILENT) -> Path:
+def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, backend: str = "ort-cpu",
+        reporter: Reporter = SILENT) -> Path:
     """Train the supernet, measure and check the latency table, search under the config's budgets (and pick
     a policy at each of search.winners from the same search), measure per-layer precision sensitivity,
     fine-tune the winners and the uniform baselines (compare.seeds seeds each), export the first winner in
-    every profile, write report.md. ``resume`` continues a folder killed at any instant."""
+    every profile, write report.md. ``resume`` continues a folder killed at any instant. ``backend``: the
+    INT8 runtime of the latency table (a resumed run keeps its table's)."""
     out = output_folder(out)
     if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()) and not resume:
         raise QnasError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -78,10 +81,10 @@ def run(ctx: Context, out: str | os.PathLike[str], *, resume: bool = False, repo
                                 f"config in {recorded}, or choose another --out")
         else:
             atomic_write_text(recorded, ctx.config.to_yaml())
-        return _run(ctx, out, reporter)
+        return _run(ctx, out, backend, reporter)
 
 
-def _run(ctx: Context, out: Path, reporter: Reporter) -> Path:
+def _run(ctx: Context, out: Path, backend: str, reporter: Reporter) -> Path:
     stage = _Stages(out, reporter)
     sn, lut, found, cmp, exported = out / "supernet", out / "lut.yaml", out / "search", out / "compare", out / "export"
     sens = out / "sensitivity"
@@ -91,7 +94,7 @@ def _run(ctx: Context, out: Path, reporter: Reporter) -> Path:
         return folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
 
     stage("train supernet", lambda: train_supernet(ctx, sn, resume=(sn / "checkpoint.pt").exists(), reporter=reporter))
-    stage("latency table", lambda: latency_table(ctx, lut, reporter=reporter))
+    stage("latency table", lambda: latency_table(ctx, lut, backend=backend, reporter=reporter))
     stage("latency check", lambda: latency_check(ctx, lut, samples=30, plot=out / "lut_check.png", reporter=reporter))
     stage("search", lambda: search(ctx, sn, found, lut=lut, resume=started(found), reporter=reporter))
     budgets = list(ctx.config.search.winners)
@@ -128,6 +131,8 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     check = json.loads((out / "lut_check.json").read_text())
+    measured_on = LatencyTable.read(out / "lut.yaml").fingerprint
+    runtime = ", ".join(f"{k} {v}" for k, v in measured_on.items() if k != "backend")
     compare_text = (out / "compare" / "compare.md").read_text()
     differences = compare_text[compare_text.index("Differences"):].split("![")[0].strip() \
         if "Differences" in compare_text else ""
@@ -175,6 +180,7 @@ Kendall tau between a layer's loss at {min(sens["bits"])} bits and the bits `{po
 
 ## Latency table
 
+Backend `{measured_on.get("backend", "ort-cpu")}` ({runtime}), blocks at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}.
 {check["samples"]} whole networks measured against the table's prediction: MAPE {check["mape"] * 100:.1f}%,
 Kendall tau {check["kendall_tau"]:.3f} (MACs alone: {check["macs_kendall_tau"]:.3f}).
 

@@ -10,13 +10,14 @@ import os
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from qnas.config import config_hash, to_dict
 from qnas.cost.bitops import genome_cost, weight_memory_bits
 from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
-from qnas.export.latency import get_backend
+from qnas.export.latency import Backend, get_backend
 from qnas.pipeline.context import Context
 from qnas.pipeline.exporting import export_model
 from qnas.pipeline.latency import load_table
@@ -99,12 +100,15 @@ class SearchResult:
 def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.PathLike[str], *,
            bitops_budget: str | None = None, latency_budget: str | None = None,
            lut: str | os.PathLike[str] | None = None, force_lut: bool = False, strategy: str | None = None,
-           seed: int | None = None, resume: bool = False, reporter: Reporter = SILENT) -> SearchResult:
+           seed: int | None = None, resume: bool = False, backend: str | None = None,
+           reporter: Reporter = SILENT) -> SearchResult:
     """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's),
     with a registered strategy (default: the config's); writes best.yaml, evaluations.csv, pareto.csv,
-    baselines.json and search.png."""
+    baselines.json and search.png. ``backend``: the table must have been measured with it."""
     output_folder(out)
-    table = load_table(lut, force=force_lut) if lut else None
+    if backend is not None and not lut:
+        raise QnasError("--backend names the runtime of the latency table; give the table with --lut")
+    table = load_table(lut, backend, force=force_lut) if lut else None
     constraints = budget_constraints(ctx, bitops_budget or ctx.config.search.bitops_budget,
                                      latency_budget or ctx.config.search.latency_budget, table)
     settings = SearchSettings(**asdict(ctx.config.search))
@@ -236,12 +240,14 @@ def train_seed_run(ctx: Context, out: str | os.PathLike[str], policy: Policy, k:
 def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *,
             supernet_run: str | os.PathLike[str] | None = None, lut: str | os.PathLike[str] | None = None,
             force_lut: bool = False, baselines: bool = True, seeds: int | None = None,
-            reporter: Reporter = SILENT) -> list[dict[str, Any]]:
+            backends: Sequence[str] = (), reporter: Reporter = SILENT) -> list[dict[str, Any]]:
     """Train every policy (and the uniform baselines) with equal epochs from ``seeds`` seeds (default:
     compare.seeds), fine-tuned from ``supernet_run`` or from scratch without it; write compare.csv (every
     seed's mIoU, mean, std, 95% interval), compare.md (mean ± std, differences with their intervals) and
-    compare.png (mIoU against GBitOps with error bars)."""
+    compare.png (mIoU against GBitOps with error bars). ``backends``: latency backends (runtimes) on which
+    each policy's exported INT8 file is also measured (``latency_meas_<backend>_ms``)."""
     seeds = seeds or ctx.config.compare.seeds
+    engines = {name: get_backend(name, 1) for name in dict.fromkeys(backends)}  # unknown names fail here
     output_folder(out)
     policies = list(policies) + ([ctx.policy(name) for name in BASELINES] if baselines else [])
     if not policies:
@@ -255,11 +261,12 @@ def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *
     out = Path(out)
     with FolderLock(out):
         clean_temporary_files(out)
-        return _compare(ctx, out, policies, supernet_run, table, seeds, reporter)
+        return _compare(ctx, out, policies, supernet_run, table, seeds, engines, reporter)
 
 
 def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str | os.PathLike[str] | None,
-             table: LatencyTable | None, seeds: int, reporter: Reporter) -> list[dict[str, Any]]:
+             table: LatencyTable | None, seeds: int, engines: dict[str, Backend],
+             reporter: Reporter) -> list[dict[str, Any]]:
     rows, mious = [], {}
     for policy in policies:
         values = []
@@ -279,6 +286,9 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
         if table is not None:
             row["latency_pred_ms"] = round(table.predict(ctx.spec, policy.genome), 3)
             row["latency_meas_ms"] = round(_measured_latency(ctx, seed_run(out, policy, 0), policy, table), 3)
+        for name, engine in engines.items():
+            hw = table.resolution if table is not None else ctx.deploy_hw
+            row[f"latency_meas_{name}_ms"] = round(_measured_on(ctx, seed_run(out, policy, 0), policy, engine, hw), 3)
         rows.append(row)
     write_csv(out / "compare.csv", rows)
     compare_plot(rows, out / "compare.png", title=f"{ctx.config.data.dataset}, {seeds} seed(s) per policy")
@@ -287,7 +297,8 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
             + compare_table(rows) + "\n\n"
             f"mIoU on the validation split{' (mean ± std over seeds)' if seeds > 1 else ''}; GBitOps and GMACs at "
             f"{ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}; size = weights at their bit widths + 32-bit scale and bias per "
-            "channel; latency: INT8 onnxruntime (predicted: table sum; measured: the exported integer model).\n"
+            "channel; latency: INT8 on the table's runtime (predicted: table sum; measured: the exported integer "
+            "model)" + "".join(f"; latency_meas_{n}_ms: the exported file measured on {n}" for n in engines) + ".\n"
             + differences(rows, mious) + "\n![mIoU against GBitOps](compare.png)\n")
     atomic_write_text(out / "compare.md", text)
     return rows
@@ -299,7 +310,7 @@ SHOWN = ("method", "precision", "miou", "gbitops", "gmacs", "params_m", "size_kb
 
 def compare_table(rows: list[dict[str, Any]]) -> str:
     """The comparison as a Markdown table, mIoU as 'mean ± std' when there are several seeds."""
-    header = [h for h in SHOWN if h in rows[0]]
+    header = [h for h in SHOWN if h in rows[0]] + [h for h in rows[0] if h.startswith("latency_meas_") and h not in SHOWN]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [f"{r['miou']} ± {r['miou_std']}" if h == "miou" and r.get("miou_std") not in (None, "") else str(r[h])
@@ -323,10 +334,16 @@ def differences(rows: list[dict[str, Any]], mious: dict[str, list[float]]) -> st
     return "\n".join(lines) + "\n"
 
 
-def _measured_latency(ctx: Context, run: Path, policy: Policy, table: LatencyTable) -> float:
+def _measured_on(ctx: Context, run: Path, policy: Policy, backend: Backend, hw: tuple[int, int],
+                 warmup: int = 5, repeats: int = 30) -> float:
+    """Median latency (ms) of the trained policy's exported file (the backend's profile) on ``backend``."""
     supernet, _ = load_trained(ctx.config, run)
-    h, w = table.resolution
-    model = export_model(cut_subnet(supernet, policy.genome, ctx.bn_images), "ort", h, w)
+    model = export_model(cut_subnet(supernet, policy.genome, ctx.bn_images), backend.profile, *hw)
+    return backend.measure(model, warmup, repeats).median_ms
+
+
+def _measured_latency(ctx: Context, run: Path, policy: Policy, table: LatencyTable) -> float:
     backend = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
     method = table.method or {}
-    return backend.measure(model, int(method.get("warmup", 5)), int(method.get("repeats", 30))).median_ms
+    return _measured_on(ctx, run, policy, backend, table.resolution, int(method.get("warmup", 5)),
+                        int(method.get("repeats", 30)))

@@ -62,6 +62,9 @@ def test_random_control_and_impossible_budget(supernet_run: Path, tmp_path: Path
     assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "z"),
                  "--latency-budget", "3", "--quiet"]) == 2
     assert "needs --lut" in capsys.readouterr().err
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "z"),
+                 "--backend", "ov-cpu", "--quiet"]) == 2
+    assert "give the table with --lut" in capsys.readouterr().err
 
 
 def test_compare_writes_the_table(supernet_run: Path, tmp_path: Path) -> None:
@@ -72,13 +75,14 @@ def test_compare_writes_the_table(supernet_run: Path, tmp_path: Path) -> None:
                  "--bitops-budget", "0.5x:uniform_w8a8", "--lut", str(lut), "--quiet"]) == 0
     out = tmp_path / "cmp"
     assert main(["compare", "--config", TINY, "--supernet", str(supernet_run), "--lut", str(lut), "--out", str(out),
-                 "--quiet", str(search / "best.yaml")]) == 0
+                 "--backend", "ov-cpu", "--quiet", str(search / "best.yaml")]) == 0
     with open(out / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["precision"] for r in rows[1:]] == ["uniform W8A8", "uniform W6A6", "uniform W4A4"]
     assert rows[0]["precision"].startswith(("mixed", "uniform"))
     assert set(rows[0]) >= {"method", "miou", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
-                            "latency_meas_ms"}
+                            "latency_meas_ms", "latency_meas_ov-cpu_ms"}  # the openvino file, timed by OpenVINO
+    assert all(float(r["latency_meas_ov-cpu_ms"]) > 0 for r in rows)
     w8, w4 = rows[1], rows[3]
     assert float(w4["size_kb"]) < float(w8["size_kb"]) and float(w4["gbitops"]) < float(w8["gbitops"])
     for row in rows:  # the numbers come from the runs' metrics files: tiny.yaml asks for two seeds
@@ -87,4 +91,5 @@ def test_compare_writes_the_table(supernet_run: Path, tmp_path: Path) -> None:
         assert float(row["miou"]) == pytest.approx(sum(mious) / 2, abs=1e-4) and row["seeds"] == "2"
         assert float(row["miou_std"]) == pytest.approx(abs(mious[0] - mious[1]) / 2**0.5, abs=1e-4)
     text = (out / "compare.md").read_text()
+    assert "latency_meas_ov-cpu_ms" in text and "measured on ov-cpu" in text
     assert "| method |" in text and "Welch's 95% interval" in text and (out / "compare.png").stat().st_size > 1000

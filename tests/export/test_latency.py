@@ -10,7 +10,9 @@ import pytest
 
 from qnas.cli.main import main
 from qnas.cost.latency import LatencyTable, LatencyTableError, network_blocks, space_blocks
-from qnas.export.latency import FLOAT_CONV_OPS, INTEGER_CONV_OPS, backend_names, build_table, get_backend, measure_network
+from qnas.export.latency import (
+    FLOAT_CONV_OPS, INTEGER_CONV_OPS, Backend, Measurement, backend_names, build_table, get_backend, measure_network,
+)
 from qnas.export.network import RandomLayers, network_graph, unit_graph
 from qnas.space import SearchSpace, network_plan, space_units
 
@@ -62,7 +64,7 @@ def test_resume_keeps_measured_entries(table_path: Path, small_space: SearchSpac
     seen = []
     rebuilt = build_table(small_space.spec, RES, get_backend("ort-cpu", 1), path, warmup=1, repeats=2,
                           progress=lambda key, done, total: seen.append(key))
-    assert len([k for k in seen if k]) == len(table.entries) - 5
+    assert len({k for k in seen if k}) == len(table.entries) - 5
     assert sum(v == 123.0 for v in rebuilt.entries.values()) == 5
     assert set(rebuilt.entries) == set(table.entries)
 
@@ -124,3 +126,35 @@ def test_backends_are_registered_with_their_graph_form() -> None:
     assert get_backend("ort-cpu", 1).writer is QLinearGraph
     assert isinstance(get_backend("ov-cpu", 2), OvCpu) and get_backend("ov-cpu", 2).writer is MixedQdqGraph
     assert get_backend("ov-cpu", 2).fingerprint()["precision_hint"] == "f32"
+
+
+class _Scripted(Backend):
+    """Times nothing: returns the next scripted milliseconds (a whole round's runs at that value)."""
+
+    def __init__(self, script) -> None:
+        super().__init__(1)
+        self.script, self.calls = script, 0
+
+    def fingerprint(self) -> dict:
+        return {"backend": "scripted", "threads": 1}
+
+    def measure(self, model, warmup: int, repeats: int) -> Measurement:
+        ms = self.script(self.calls)
+        self.calls += 1
+        return Measurement(ms, [ms] * repeats)
+
+
+def test_the_table_measures_its_own_noise_and_forgives_one_burst(small_space: SearchSpace, tmp_path: Path) -> None:
+    blocks = len(space_units(small_space.spec, *RES))
+    quiet = build_table(small_space.spec, RES, _Scripted(lambda i: 1.0), tmp_path / "q.yaml", repeats=3, chunk=100)
+    assert set(quiet.spread.values()) == {0.0} and quiet.method["noisy_entries"] == 0 and not quiet.method["too_noisy"]
+    # one burst: the first block's second round ran 5x slower; it is re-measured and its entry stays 1 ms
+    burst = _Scripted(lambda i: 5.0 if i == blocks else 1.0)
+    table = build_table(small_space.spec, RES, burst, tmp_path / "b.yaml", repeats=3, chunk=100)
+    assert burst.calls == 3 * blocks + 1  # one more round of the one noisy block, then the burst is forgiven
+    assert set(table.entries.values()) == {1.0} and table.method["noisy_entries"] == 0
+    assert LatencyTable.read(tmp_path / "b.yaml").spread == table.spread  # written with the table
+    # a machine that stays noisy (every other run 3x slower): flagged as too noisy to be meaningful
+    noisy = build_table(small_space.spec, RES, _Scripted(lambda i: 3.0 if i % 2 else 1.0), tmp_path / "n.yaml",
+                        repeats=3, chunk=100)
+    assert noisy.method["too_noisy"] and noisy.method["noisy_entries"] > 0.2 * blocks
