@@ -73,10 +73,10 @@ def main() -> None:
              f"{args.budget} on each runtime's own table; whole INT8 networks at {h}x{w}, 1 thread, "
              f"{args.rounds} interleaved rounds x {args.repeats} runs, medians (ms; in brackets: relative to W8A8 "
              "on the same runtime).", "",
-             "| network | supernet mIoU | " + " | ".join(f"{n} ms" for n in BACKENDS) + " |",
+             "| network | supernet search-val mIoU | " + " | ".join(f"{n} ms" for n in BACKENDS) + " |",
              "|---|---|" + "---|" * len(BACKENDS)]
     for label, policy in policies.items():
-        miou = f"{policy.metrics['miou']:.4f}" if "miou" in policy.metrics else ""
+        miou = f"{policy.metrics['search_val_miou']:.4f}" if "search_val_miou" in policy.metrics else ""
         cells = [f"{med[(label, n)]:.2f} ({med[(label, n)] / med[('uniform_w8a8', n)]:.2f})" for n in BACKENDS]
         lines.append(f"| {label} | {miou} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"

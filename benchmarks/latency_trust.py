@@ -1,0 +1,67 @@
+"""Can the latency table be trusted on a busy machine? (issue 14, points 2 and 5)
+
+For each backend (``ort-cpu``, ``ov-cpu``): build the table on an idle machine, then again while one
+other process keeps a core busy (a Python busy loop, started before and stopped after the build);
+check each table against whole networks measured on the idle machine (``qnas latency-check``:
+MAPE and Kendall tau over the same sampled networks). Reports the builder's own noise figures
+(median spread between interleaved rounds, entries still noisy after re-measuring, the too-noisy
+flag) beside them.
+
+Usage: python benchmarks/latency_trust.py --out DIR [--samples 30] [--out-md FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from qnas.config import load_config
+from qnas.pipeline import Context
+from qnas.pipeline.latency import latency_check, latency_table
+
+BUSY = "while True: pass"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/digits.yaml")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--backends", default="ort-cpu,ov-cpu")
+    parser.add_argument("--out-md", default=None)
+    args = parser.parse_args()
+    ctx = Context(load_config(args.config))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| backend | built | blocks | median spread | noisy blocks | too noisy | MAPE | Kendall tau |",
+             "|---|---|---|---|---|---|---|---|"]
+    for backend in args.backends.split(","):
+        for condition in ("idle", "one busy process"):
+            path = out / f"lut_{backend}_{'idle' if condition == 'idle' else 'busy'}.yaml"
+            busy = subprocess.Popen([sys.executable, "-c", BUSY]) if condition != "idle" else None
+            try:
+                table = latency_table(ctx, path, backend=backend, restart=True)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+            check = latency_check(ctx, path, samples=args.samples, plot=path.with_suffix(".png"))
+            m = table.method
+            row = (f"| {backend} | {condition} | {len(table.entries)} | {100 * m['median_spread']:.1f}% | "
+                   f"{m['noisy_entries']} | {'yes' if m['too_noisy'] else 'no'} | {100 * check['mape']:.1f}% | "
+                   f"{check['kendall_tau']:.3f} |")
+            lines.append(row)
+            print(row, flush=True)
+    h, w = ctx.deploy_hw
+    text = (f"Command: `python benchmarks/latency_trust.py --out {args.out} --samples {args.samples}`; tables at "
+            f"{h}x{w}, 1 thread; every check measures {args.samples} whole networks on the idle machine.\n\n"
+            + "\n".join(lines) + "\n")
+    print(text)
+    if args.out_md:
+        Path(args.out_md).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
