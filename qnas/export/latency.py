@@ -39,6 +39,18 @@ class Measurement:
     runs_ms: list[float]
 
 
+def timed(run: Callable[[], Any], warmup: int, repeats: int) -> Measurement:
+    """``warmup`` untimed calls of ``run``, then the wall time (ms) of ``repeats`` calls and their median."""
+    for _ in range(warmup):
+        run()
+    runs = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        run()
+        runs.append((time.perf_counter() - tic) * 1000.0)
+    return Measurement(statistics.median(runs), runs)
+
+
 class Backend:
     """Times an ONNX model on one engine; ``fingerprint`` says which device and settings.
 
@@ -148,14 +160,7 @@ class OrtCpu(Backend):
     def measure(self, model: onnx.ModelProto, warmup: int, repeats: int) -> Measurement:
         session = self.session(model)
         feeds = _random_inputs(session, np.random.default_rng(0))
-        for _ in range(warmup):
-            session.run(None, feeds)
-        runs = []
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            session.run(None, feeds)
-            runs.append((time.perf_counter() - tic) * 1000.0)
-        return Measurement(statistics.median(runs), runs)
+        return timed(lambda: session.run(None, feeds), warmup, repeats)
 
     def assert_integer(self, model: onnx.ModelProto, what: str) -> None:
         """Every conv of the optimized graph must be an integer kernel (no float Conv left)."""

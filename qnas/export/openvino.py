@@ -23,8 +23,6 @@ otherwise silently runs the float layers (and the float twin) in bf16.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from qnas.export.latency import Backend, Measurement, _cpu_model, register_backend
+from qnas.export.latency import Backend, Measurement, _cpu_model, register_backend, timed
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.export.profiles import register_profile
@@ -154,11 +152,4 @@ class OvCpu(Backend):
                 feeds[i] = rng.integers(low, high, size=shape).astype(np.uint8 if kind == "u8" else np.int8)
             else:
                 feeds[i] = rng.random(shape, dtype=np.float32)
-        for _ in range(warmup):
-            request.infer(feeds)
-        runs = []
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            request.infer(feeds)
-            runs.append((time.perf_counter() - tic) * 1000.0)
-        return Measurement(statistics.median(runs), runs)
+        return timed(lambda: request.infer(feeds), warmup, repeats)
