@@ -4,13 +4,16 @@ One trained policy, one run, interleaved rounds (each round times every variant 
 each variant's figure is the median over rounds of the round's median), at the deployment
 resolution and at 4x its pixels, with 1 and 2 threads:
 
-- ``ort``: our integer graph (``qnas export --format ort``) in onnxruntime;
+- ``ort``: our integer graph (``qnas export --format ort``) in onnxruntime, of the network as searched
+  (8-bit weights: a conv whose int16 pair sums could saturate on CPUs without VNNI keeps uint8
+  weights, the slower u8 x u8 kernel); ``ort t``: the same network with the ``ort`` target's
+  numerics (``--target ort``: weights at most 7 bits, so every conv has int8 weights);
 - ``ort qdq`` / ``ort qop``: onnxruntime's ``quantize_static`` of the float twin (QDQ and
   QOperator formats, per-channel, U8S8, MinMax calibration on 8 validation scenes resized to the
   resolution): what a user gets from onnxruntime's tool in one call;
 - ``ort fp32``: the float twin in onnxruntime;
-- ``ov``: our ``openvino`` file in OpenVINO's CPU plugin; ``ov fp32``: the float twin there
-  (``INFERENCE_PRECISION_HINT=f32``).
+- ``ov``: our ``openvino`` file in OpenVINO's CPU plugin; ``ov t``: with the ``openvino`` target's
+  numerics (``--target openvino``); ``ov fp32``: the float twin there (``INFERENCE_PRECISION_HINT=f32``).
 
 ``--profile`` adds, per variant at the deployment resolution and 1 thread, the time per operator
 type from each runtime's own profiler (onnxruntime's JSON trace, OpenVINO's performance counters).
@@ -40,6 +43,8 @@ from qnas.config import load_config
 from qnas.export.latency import get_backend
 from qnas.export.openvino import compile_openvino
 from qnas.pipeline import Context, export_model, load_trained
+from qnas.quant import limit_bits
+from qnas.quant.targets import get_target
 from qnas.space import read_policy
 from qnas.train import cut_subnet
 
@@ -147,32 +152,42 @@ def main() -> None:
     supernet, _ = load_trained(ctx.config, args.checkpoint)
     policy = read_policy(args.policy or os.path.join(args.checkpoint, "policy.yaml"), ctx.space)
     subnet = cut_subnet(supernet, policy.genome, ctx.bn_images).eval()
+    for_target = {}
+    for name in ("ort", "openvino"):
+        target = get_target(name)
+        limited = limit_bits(load_trained(ctx.config, args.checkpoint)[0], target.max_weight_bits,
+                             target.max_unsigned_bits)
+        for_target[name] = cut_subnet(limited, policy.genome, ctx.bn_images).eval()
     dh, dw = ctx.config.deploy.height, ctx.config.deploy.width
     scenes = torch.stack([ctx.loader("val").dataset[i][0] for i in range(8)])
     lines = [f"# INT8 vs float, policy {policy.name}", "",
              f"Command: `python benchmarks/int8_speed.py --checkpoint RUN{' --profile' if args.profile else ''}` "
              f"({args.rounds} interleaved rounds x {args.per_round} runs, median of round medians, ms). "
              f"CPU: {get_backend('ort-cpu', 1).fingerprint()['cpu']}, {os.cpu_count()} cores.", "",
-             "| resolution | threads | ort (ours) | ort qdq (quantize_static) | ort qop (quantize_static) | ort fp32 | "
-             "ov (ours) | ov fp32 | ort fp32 / ours | ort fp32 / qdq | ov fp32 / ours |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| resolution | threads | ort (ours) | ort t (ours, --target ort) | ort qdq (quantize_static) | "
+             "ort qop (quantize_static) | ort fp32 | ov (ours) | ov t (ours, --target openvino) | ov fp32 | "
+             "ort fp32 / ours | ort fp32 / ort t | ort fp32 / qdq | qdq / ort t | ov fp32 / ours | ov fp32 / ov t |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     profiles = {}
     for h, w in ((dh, dw), (2 * dh, 2 * dw)):
         fp32 = export_model(subnet, "onnx-fp32", h, w)
         images = torch.nn.functional.interpolate(scenes, size=(h, w), mode="bilinear").numpy()
         models = {"ort": ("ort", export_model(subnet, "ort", h, w)),
+                  "ort t": ("ort", export_model(for_target["ort"], "ort", h, w)),
                   "ort qdq": ("ort", ort_quantized(fp32, images, "qdq")),
                   "ort qop": ("ort", ort_quantized(fp32, images, "qop")),
                   "ort fp32": ("ort", fp32),
                   "ov": ("ov", export_model(subnet, "openvino", h, w)),
+                  "ov t": ("ov", export_model(for_target["openvino"], "openvino", h, w)),
                   "ov fp32": ("ov", fp32)}
         x = images[:1].copy()
         for threads in (int(t) for t in args.threads.split(",")):
             runs = {name: runner(kind, model, threads, x) for name, (kind, model) in models.items()}
             t = time_interleaved(runs, args.rounds, args.per_round)
             row = (f"| {h}x{w} | {threads} | " + " | ".join(f"{t[name]:.2f}" for name in models) +
-                   f" | {t['ort fp32'] / t['ort']:.2f}x | {t['ort fp32'] / t['ort qdq']:.2f}x | "
-                   f"{t['ov fp32'] / t['ov']:.2f}x |")
+                   f" | {t['ort fp32'] / t['ort']:.2f}x | {t['ort fp32'] / t['ort t']:.2f}x | "
+                   f"{t['ort fp32'] / t['ort qdq']:.2f}x | {t['ort qdq'] / t['ort t']:.2f}x | "
+                   f"{t['ov fp32'] / t['ov']:.2f}x | {t['ov fp32'] / t['ov t']:.2f}x |")
             lines.append(row)
             print(row, flush=True)
         if args.profile and (h, w) == (dh, dw):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qnas.config import load_config
 from qnas.config.schema import SEED_LIMIT
 from qnas.errors import QnasError
 from qnas.pipeline import Context
+from qnas.quant.targets import TARGETS, target_names
 
 __all__ = ["Command", "DEFAULT_CONFIG", "config_argument", "context", "resolution", "print_metric_table",
            "int_between", "seed_int"]
@@ -60,15 +61,24 @@ def seed_int(value: str) -> int:
     return number
 
 
-def config_argument(parser: argparse.ArgumentParser) -> None:
+def config_argument(parser: argparse.ArgumentParser, target: bool = True) -> None:
+    """``--config``, and ``--target`` for commands that build networks."""
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="C",
                         help=f"experiment config YAML (default: {DEFAULT_CONFIG}, the embedded DigitScenes)")
+    if target:
+        parser.add_argument("--target", choices=target_names(), default=None,
+                            help="the runtime the network is for; every network is evaluated, trained and exported "
+                                 "with the bit widths it computes exactly (" + "; ".join(
+                                     f"{t.name}: {t.describe()}" for t in TARGETS.values())
+                                 + "); default: the config's deploy.target (qonnx)")
 
 
 def context(args: argparse.Namespace) -> Context:
-    """The pipeline context of ``--config``: named policies are looked up in ./policies, then in the
-    policies/ folder beside the config's folder (the repository's)."""
+    """The pipeline context of ``--config`` (with ``--target`` as its deploy.target): named policies are looked
+    up in ./policies, then in the policies/ folder beside the config's folder (the repository's)."""
     config = load_config(args.config)
+    if getattr(args, "target", None):
+        config = replace(config, deploy=replace(config.deploy, target=args.target))
     beside = Path(args.config).resolve().parent.parent / "policies"
     return Context(config, policy_dirs=[Path("policies"), beside], source=str(args.config))
 

@@ -18,7 +18,7 @@ __all__ = ["SPACE_COMMANDS"]
 
 # -- qnas sample -------------------------------------------------------------------------------
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    config_argument(parser)
+    config_argument(parser, target=False)
     parser.add_argument("--seed", type=seed_int, default=0, metavar="N", help="seed of the random generator (default: 0)")
     parser.add_argument("--out", metavar="PATH", help="write the policy YAML here instead of printing it")
     parser.add_argument("--name", default=None, help="policy name (default: random_seed<N>)")
@@ -39,7 +39,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 # -- qnas cost ---------------------------------------------------------------------------------
 def _cost_arguments(parser: argparse.ArgumentParser) -> None:
-    config_argument(parser)
+    config_argument(parser, target=False)
     parser.add_argument("--policy", required=True, metavar="P", help="policy YAML (e.g. policies/uniform_w8a8.yaml)")
     parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
     parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")

@@ -9,6 +9,7 @@ from typing import Literal
 
 from qnas.config.loader import dump_yaml, from_dict, load_yaml
 from qnas.errors import ConfigError, FieldError
+from qnas.quant.targets import DEFAULT_TARGET, TARGETS
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
@@ -56,16 +57,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """The resolution the exported network runs at (latency table, export, reported cost)."""
+    """The resolution the exported network runs at (latency table, export, reported cost) and the target
+    runtime whose exact bit widths (``qnas.quant.targets``) every stage uses."""
 
     height: int = 128
     width: int = 256
+    target: str = DEFAULT_TARGET  # whose numerics every network is evaluated, trained and exported with
 
     def __post_init__(self) -> None:
         for name in ("height", "width"):
             v = getattr(self, name)
             if v < 32 or v % 32:
                 raise FieldError(name, f"must be a multiple of 32 and >= 32, got {v}")
+        if self.target not in TARGETS:
+            raise FieldError("target", f"must be one of {', '.join(TARGETS)}, got {self.target!r}")
 
 
 @dataclass(frozen=True)

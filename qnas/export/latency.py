@@ -24,7 +24,7 @@ from qnas.space.networks import network_plan, space_units
 from qnas.space.spec import SpaceSpec
 
 __all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "backend_names", "build_table",
-           "measure_network", "FLOAT_CONV_OPS", "INTEGER_CONV_OPS", "assert_integer"]
+           "measure_network", "table_weight_bits", "FLOAT_CONV_OPS", "INTEGER_CONV_OPS", "assert_integer"]
 
 # modules whose import registers more built-in backends (imported on first lookup)
 BUILTIN = ("qnas.export.openvino",)
@@ -193,7 +193,8 @@ def _spread(rounds: list[list[float]], planned: int) -> tuple[float, float]:
 
 def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, out: str | os.PathLike[str], *,
                 warmup: int = 5, repeats: int = 30, resume: bool = True, rounds: int = 3, chunk: int = 12,
-                remeasure: int = 2, progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
+                remeasure: int = 2, weight_bits: int = 8,
+                progress: Callable[[str, int, int], None] | None = None) -> LatencyTable:
     """Measure every block of the space at ``resolution`` and say how much to trust it.
 
     Blocks are measured ``chunk`` at a time in ``rounds`` interleaved rounds (each round times every
@@ -203,18 +204,22 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
     to ``remeasure`` more rounds. The table is written after every chunk (a killed build keeps its
     finished chunks; with ``resume`` an existing table for the same device and resolution keeps its
     entries) and records in ``method`` how many entries stayed noisy and whether that makes the
-    machine too noisy for the table to be meaningful (``method['too_noisy']``).
+    machine too noisy for the table to be meaningful (``method['too_noisy']``). ``weight_bits``: the widest
+    weight codes of the target the table is for (``method['weight_bits']``).
     """
     out = Path(out)
     fingerprint = backend.fingerprint()
     method = {"warmup": warmup, "repeats": repeats, "rounds": rounds, "statistic": "median of interleaved rounds",
-              "model": backend.model_kind}
+              "model": backend.model_kind, "weight_bits": weight_bits}
     table = LatencyTable(fingerprint, tuple(resolution), {}, 0.0, method)
     if resume and out.exists():
         old = LatencyTable.read(out)
         old.check_device(fingerprint)
         if old.resolution != table.resolution:
             raise LatencyTableError(f"{out} was measured at {old.resolution}, not {table.resolution}; "
+                                    "use another --out")
+        if table_weight_bits(old) != weight_bits:
+            raise LatencyTableError(f"{out} was measured with {table_weight_bits(old)}-bit weights, not {weight_bits}; "
                                     "use another --out")
         table.entries.update(old.entries)
         table.spread.update({k: v for k, v in old.spread.items() if k in old.entries})
@@ -225,7 +230,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
     for start in range(0, len(todo), chunk):
         models = {}
         for i, (unit, plan) in enumerate(todo[start:start + chunk], start=start):
-            model = unit_graph(plan, unit.label, RandomLayers(i), backend.writer).model()
+            model = unit_graph(plan, unit.label, RandomLayers(i, weight_bits), backend.writer).model()
             assert_integer(backend, model, f"block {unit.key}")
             models[unit.key] = model
         runs: dict[str, list[list[float]]] = {key: [] for key in models}
@@ -254,10 +259,16 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
     return table
 
 
+def table_weight_bits(table: LatencyTable) -> int:
+    """The widest weight codes a table's blocks were timed with (8 for tables from before targets)."""
+    return int((table.method or {}).get("weight_bits", 8))
+
+
 def measure_network(spec: SpaceSpec, genome: Mapping[str, int], resolution: tuple[int, int], backend: Backend,
-                    warmup: int, repeats: int, check_integer: bool = True) -> float:
+                    warmup: int, repeats: int, check_integer: bool = True, weight_bits: int = 8) -> float:
     """Median latency (ms) of the whole genome's INT8 network, measured like the table's blocks."""
-    model = network_graph(network_plan(spec, genome, *resolution), RandomLayers(0), backend.writer).model()
+    model = network_graph(network_plan(spec, genome, *resolution), RandomLayers(0, weight_bits),
+                          backend.writer).model()
     if check_integer:
         assert_integer(backend, model, "network")
     return backend.measure(model, warmup, repeats).median_ms

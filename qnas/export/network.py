@@ -21,6 +21,7 @@ import numpy as np
 from qnas.errors import QnasError
 from qnas.export.graph import FTensor, GraphWriter, Grid, LayerParams, QTensor
 from qnas.export.qlinear import QLinearGraph
+from qnas.quant.grids import weight_levels
 from qnas.space.plan import Add, Concat, Conv, Input, Output, Plan, Resize
 
 __all__ = ["LayerParams", "LayerSource", "RandomLayers", "emit", "network_graph", "unit_graph"]
@@ -31,15 +32,18 @@ class LayerSource(Protocol):
 
 
 class RandomLayers:
-    """Random int8 codes on 8-bit grids: enough to time an integer engine."""
+    """Random weight codes of ``weight_bits`` bits on 8-bit activation grids: enough to time an integer
+    engine, whose kernel may depend on the weights' range (onnxruntime's uint8-weight form for 8-bit
+    codes on CPUs without VNNI), so tables are timed with the target's widest weights."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, weight_bits: int = 8) -> None:
         self.rng = np.random.default_rng(seed)
+        self.levels = weight_levels(weight_bits)
 
     def layer(self, op: Conv) -> LayerParams:
         cin_per_group = op.cin // op.groups
-        codes = self.rng.integers(-127, 128, size=op.weight_shape).astype(np.int8)
-        scale = np.full(op.cout, 1.0 / (127 * np.sqrt(cin_per_group * op.kernel**2)), np.float32)
+        codes = self.rng.integers(-self.levels, self.levels + 1, size=op.weight_shape).astype(np.int8)
+        scale = np.full(op.cout, 1.0 / (self.levels * np.sqrt(cin_per_group * op.kernel**2)), np.float32)
         bias = self.rng.normal(0, 0.1, op.cout).astype(np.float32)
         out = None
         if op.out_quant:

@@ -37,7 +37,7 @@ from qnas.export.profiles import register_profile
 from qnas.export.qdq import MixedQdqGraph
 from qnas.supernet.network import SegNet
 
-__all__ = ["vnni", "OvCpu", "export_openvino_model", "compile_openvino", "run_openvino", "int8_coverage", "Coverage"]
+__all__ = ["vnni", "OvCpu", "export_openvino_model", "compile_openvino", "openvino_runner", "run_openvino", "int8_coverage", "Coverage"]
 
 INT8_PRECISIONS = {"u8", "i8"}
 VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
@@ -62,9 +62,15 @@ def compile_openvino(model: onnx.ModelProto, threads: int = 1, profile: bool = F
     return core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", config)
 
 
+def openvino_runner(model: onnx.ModelProto):
+    """The file compiled once by OpenVINO's CPU plugin (f32 precision hint): input -> first output."""
+    request = compile_openvino(model).create_infer_request()
+    return lambda x: request.infer({0: x})[0].copy()
+
+
 def run_openvino(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     """The file's first output for input ``x``, executed by OpenVINO's CPU plugin."""
-    return compile_openvino(model).create_infer_request().infer({0: x})[0]
+    return openvino_runner(model)(x)
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ def int8_coverage(model: onnx.ModelProto, threads: int = 1) -> Coverage:
     return Coverage(int8, other, kernels)
 
 
-@register_profile("openvino", suffix="_openvino_qdq.onnx", runtime="OpenVINO (CPU plugin)", run=run_openvino,
+@register_profile("openvino", suffix="_openvino_qdq.onnx", runtime="OpenVINO (CPU plugin)", runner=openvino_runner,
                   exact=False,
                   help="OpenVINO Q/DQ (per-channel int8 weights, per-tensor u8/i8 activations, every conv an int8 "
                        "kernel in OpenVINO's CPU plugin; no widening)")

@@ -31,7 +31,7 @@ def activation_grid(quant: PACTActivationQuant) -> Grid:
     """The uint8 grid of a PACT quantizer at its active bit width (exactly its scale)."""
     if not quant.enabled:
         raise ValueError("a disabled (float) quantizer has no integer grid; export needs a QAT model")
-    bits = quant.active_bits
+    bits = quant.grid_bits
     _, scale = act_codes(torch.zeros(()), quant.active_alpha(), bits, quant.signed)
     return Grid.symmetric(float(scale), bits) if quant.signed else Grid.unsigned(float(scale), bits)
 
@@ -75,7 +75,7 @@ class FrozenLayers:
             raise ValueError(f"{op.label}: weight {codes.shape}, the plan says {op.weight_shape}")
         out = unit.out_quant if isinstance(unit.out_quant, PACTActivationQuant) else None
         return LayerParams(codes, scale, bias, activation_grid(unit.conv.act_quant),
-                           None if out is None else activation_grid(out), unit.conv.weight_quant.active_bits, op.label)
+                           None if out is None else activation_grid(out), unit.conv.weight_quant.grid_bits, op.label)
 
 
 def check_exportable(model: SegNet) -> None:
@@ -84,7 +84,7 @@ def check_exportable(model: SegNet) -> None:
     for quant in (m for m in model.modules() if isinstance(m, PACTActivationQuant)):
         if not quant.enabled:
             raise ValueError("the model's quantizers are off (float); export needs a quantized model")
-        act_levels(quant.active_bits, quant.signed)  # validates
+        act_levels(quant.grid_bits, quant.signed)  # validates
 
 
 @register_profile("ort", suffix="_int8.onnx", runtime="onnxruntime", exact=False,

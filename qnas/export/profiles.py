@@ -3,8 +3,9 @@
 A profile is a function ``export(model, height, width) -> onnx.ModelProto`` registered with
 ``@register_profile(name, ...)``. ``reference(model)`` is the model the file computes (the model
 itself, or its widened copy for int8-only engines) and ``exact`` says whether the file equals it
-bit for bit when ``run`` executes it; the CLI's ``--format`` choices and the parametrized tests
-come from this registry.
+bit for bit when its runtime executes it (``runner(model)``: a function of the input, loaded once;
+``run(model, x)``: one call); the CLI's ``--format`` choices and the parametrized tests come from
+this registry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExportProfile", "PROFILES", "register_profile", "get_profile", "profile_names"]
+__all__ = ["ExportProfile", "Runner", "onnxruntime_runner", "run_onnxruntime", "PROFILES", "register_profile", "get_profile", "profile_names"]
 
 # modules whose import registers the built-in profiles (imported on first lookup)
 BUILTIN = ("qnas.export.qonnx", "qnas.export.ort", "qnas.export.trt", "qnas.export.openvino", "qnas.export.fp32")
@@ -26,12 +27,21 @@ def _identity(model: Any) -> Any:
     return model
 
 
-def run_onnxruntime(model: Any, x: np.ndarray) -> np.ndarray:
-    """The file's first output for input ``x``, executed by onnxruntime's CPU provider."""
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def onnxruntime_runner(model: Any) -> Runner:
+    """The file loaded once in onnxruntime's CPU provider: input -> first output."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def run_onnxruntime(model: Any, x: np.ndarray) -> np.ndarray:
+    """The file's first output for input ``x``, executed by onnxruntime's CPU provider."""
+    return onnxruntime_runner(model)(x)
 
 
 @dataclass(frozen=True)
@@ -41,22 +51,27 @@ class ExportProfile:
     help: str
     suffix: str  # file name ending used by `qnas run` (e.g. "_int8.onnx")
     runtime: str  # what executes it for checks
-    run: Callable[[Any, np.ndarray], np.ndarray] = run_onnxruntime
+    runner: Callable[[Any], Runner] = onnxruntime_runner
     reference: Callable[[Any], Any] = _identity
     exact: bool = True  # equals ``reference(model)`` bit for bit (False: float, or rounding-boundary flips)
+
+    def run(self, model: Any, x: np.ndarray) -> np.ndarray:
+        """The file's first output for input ``x`` in the profile's runtime."""
+        return self.runner(model)(x)
 
 
 PROFILES: dict[str, ExportProfile] = {}
 
 
-def register_profile(name: str, *, help: str, suffix: str, runtime: str, run: Callable | None = None,
+def register_profile(name: str, *, help: str, suffix: str, runtime: str, runner: Callable | None = None,
                      reference: Callable | None = None, exact: bool = True) -> Callable:
-    """Register ``export(model, height, width) -> ModelProto`` as profile ``name``."""
+    """Register ``export(model, height, width) -> ModelProto`` as profile ``name``; ``runner(model)`` loads a
+    file in its runtime (default: onnxruntime's CPU provider)."""
 
     def decorate(export: Callable) -> Callable:
         if name in PROFILES:
             raise ValueError(f"export profile {name!r} is already registered")
-        PROFILES[name] = ExportProfile(name, export, help, suffix, runtime, run or run_onnxruntime,
+        PROFILES[name] = ExportProfile(name, export, help, suffix, runtime, runner or onnxruntime_runner,
                                        reference or _identity, exact)
         return export
 

@@ -52,17 +52,23 @@ class QonnxGraph(IntegerCodesGraph):
                            True, True, "w")
 
 
-def run_qonnx(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    """The file's output for ``x``, executed by qonnx's own executor (after its cleanup)."""
+def qonnx_runner(model: onnx.ModelProto):
+    """The file after qonnx's cleanup, in qonnx's own node-by-node executor: input -> output."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.util.cleanup import cleanup_model
 
     wrapper = cleanup_model(ModelWrapper(model))
-    return execute_onnx(wrapper, {wrapper.graph.input[0].name: x})[wrapper.graph.output[0].name]
+    name, out = wrapper.graph.input[0].name, wrapper.graph.output[0].name
+    return lambda x: execute_onnx(wrapper, {name: x})[out]
 
 
-@register_profile("qonnx", suffix="_qonnx.onnx", runtime="qonnx.core.onnx_exec", run=run_qonnx,
+def run_qonnx(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """The file's output for ``x``, executed by qonnx's own executor (after its cleanup)."""
+    return qonnx_runner(model)(x)
+
+
+@register_profile("qonnx", suffix="_qonnx.onnx", runtime="qonnx.core.onnx_exec", runner=qonnx_runner,
                   help="QONNX Quant nodes at every searched bit width (FPGA flows such as FINN), equal to the "
                        "evaluated model bit for bit")
 def export_qonnx_model(model: SegNet, height: int, width: int) -> onnx.ModelProto:

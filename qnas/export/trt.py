@@ -7,9 +7,10 @@ before each ``Q``, opset 13 (see that module for every rule). TensorRT takes eac
 requantization factor from the Q/DQ scales and runs it as int8 x int8 with int32 accumulation.
 
 What int8 cannot hold is an unsigned 8-bit grid (codes 0..255): such activations, including the
-network input, are widened to int8 as 7-bit grids on the same clip (``widen_for_int8``), which
-halves their resolution. The ``trt`` file therefore computes what ``widen_for_int8(model)``
-computes, and the accuracy this costs is measured against the model as searched.
+network input, are widened to int8 as 7-bit grids on the same clip (``widen_for_int8``: the ``trt``
+target's limits, ``qnas.quant.targets``), which halves their resolution. The ``trt`` file therefore
+computes what ``widen_for_int8(model)`` computes. A network searched and fine-tuned with
+``--target trt`` already has those grids, and then the file computes the model as it was measured.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from qnas.export.qdq import QDQ_OPSET, Int8QdqGraph
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.export.profiles import register_profile
-from qnas.quant.modules import PACTActivationQuant
+from qnas.quant.modules import limit_bits
+from qnas.quant.targets import get_target
 from qnas.supernet.network import SegNet
 
 __all__ = ["widen_for_int8", "export_trt_model", "TRT_OPSET"]
@@ -31,22 +33,11 @@ __all__ = ["widen_for_int8", "export_trt_model", "TRT_OPSET"]
 TRT_OPSET = QDQ_OPSET
 
 
-def _seven_bit(quant: PACTActivationQuant) -> PACTActivationQuant:
-    widened = PACTActivationQuant((7,), signed=False)
-    widened.alpha = nn.Parameter(quant.active_alpha().detach().reshape(1).clone(), requires_grad=False)
-    widened.enabled = quant.enabled
-    return widened
-
-
 def widen_for_int8(model: nn.Module) -> nn.Module:
-    """A copy of a frozen model whose unsigned 8-bit activation quantizers are 7-bit on the same
-    clip: the model a symmetric-int8 engine can run exactly."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, PACTActivationQuant) and not child.signed and child.active_bits == 8:
-                setattr(parent, name, _seven_bit(child))
-    return model
+    """A copy of a frozen model with the ``trt`` target's limits (unsigned activation grids at most 7 bits,
+    on the same clip): the model a symmetric-int8 engine can run exactly."""
+    target = get_target("trt")
+    return limit_bits(copy.deepcopy(model), target.max_weight_bits, target.max_unsigned_bits)
 
 
 @register_profile("trt", suffix="_trt_qdq.onnx", runtime="onnxruntime (TensorRT's Q/DQ form)",

@@ -7,14 +7,17 @@
     train_supernet(ctx, "runs/sn")
     best = search(ctx, "runs/sn", "runs/search", bitops_budget="0.5x:uniform_w8a8").best
     export(ctx, "runs/sn", best.genome, "ort", "runs/best_int8.onnx")
+
+A config's ``deploy.target`` (``qnas.quant.targets``) gives every network these functions load or build
+the numerics of that runtime: ``replace(config, deploy=replace(config.deploy, target="trt"))``.
 """
 
 from qnas.pipeline.context import Context, is_main_process
-from qnas.pipeline.exporting import ExportResult, export, export_model, inexact_convs
+from qnas.pipeline.exporting import ExportResult, export, export_model, inexact_convs, score_file
 from qnas.pipeline.latency import latency_check, latency_table, load_table
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.run import policy_summary, run
-from qnas.pipeline.runs import RunDir, load_trained, new_supernet
+from qnas.pipeline.runs import RunDir, load_trained, new_supernet, with_target
 from qnas.pipeline.searching import (
     BASELINES, SearchResult, budget_constraints, compare, pick_winners, precision, search, seed_run,
 )
@@ -25,5 +28,5 @@ __all__ = [
     "BASELINES", "SILENT", "Context", "ExportResult", "Reporter", "RunDir", "SearchResult", "bits_agreement",
     "budget_constraints", "compare", "evaluate_policy", "pick_winners", "seed_run", "sensitivity", "export", "export_model", "finetune", "inexact_convs", "is_main_process",
     "latency_check", "latency_table", "load_table", "load_trained", "measure", "new_supernet", "policy_summary",
-    "precision", "run", "search", "train_baseline", "train_supernet",
+    "precision", "run", "score_file", "search", "train_baseline", "train_supernet", "with_target",
 ]

@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 
 from qnas.export.graph import INEXACT_CONVS_KEY
+from qnas.data.metrics import ConfusionMeter
 from qnas.export.profiles import get_profile
 from qnas.pipeline.context import Context
 from qnas.pipeline.paths import output_file
@@ -18,7 +19,7 @@ from qnas.space.policy import atomic_write_bytes
 from qnas.supernet.network import SegNet
 from qnas.train.subnet import cut_subnet
 
-__all__ = ["ExportResult", "export_model", "export", "inexact_convs"]
+__all__ = ["ExportResult", "export_model", "export", "inexact_convs", "score_file"]
 
 
 def export_model(subnet: SegNet, fmt: str, height: int, width: int) -> onnx.ModelProto:
@@ -54,3 +55,28 @@ def export(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome, fmt
     data = model.SerializeToString()
     atomic_write_bytes(Path(out), data)
     return ExportResult(Path(out), model, len(data), inexact_convs(model))
+
+
+def score_file(ctx: Context, subnet: SegNet, fmt: str, split: str = "val") -> dict[str, float]:
+    """mIoU and pixel accuracy of ``subnet`` exported as profile ``fmt`` and run in that profile's runtime on
+    ``split`` image by image (one file per image size), and the share of pixels whose class agrees with
+    the model's: what the deployed file scores, measured rather than assumed."""
+    import torch
+
+    profile = get_profile(fmt)
+    meter = ConfusionMeter(ctx.num_classes, ctx.ignore_index)
+    runners: dict[tuple[int, int], object] = {}
+    agree = total = 0
+    subnet.eval()
+    with torch.no_grad():
+        for images, labels in ctx.loader(split):
+            reference = subnet(images).argmax(1)
+            for image, label, expected in zip(images, labels, reference):
+                hw = (int(image.shape[-2]), int(image.shape[-1]))
+                if hw not in runners:
+                    runners[hw] = profile.runner(profile.export(subnet, *hw))
+                pred = torch.from_numpy(runners[hw](image[None].numpy()).argmax(1))
+                meter.update(pred, label[None])
+                agree += int((pred[0] == expected).sum())
+                total += expected.numel()
+    return {"miou": float(meter.miou()), "pixel_acc": float(meter.pixel_accuracy()), "agreement": agree / total}

@@ -13,26 +13,38 @@ from qnas.cost.agreement import kendall_tau, mape
 from qnas.cost.bitops import genome_cost
 from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
-from qnas.export.latency import build_table, get_backend, measure_network
+from qnas.export.latency import build_table, get_backend, measure_network, table_weight_bits
 from qnas.pipeline.context import Context
 from qnas.pipeline.lock import FolderLock
 from qnas.pipeline.paths import output_file
 from qnas.pipeline.plots import latency_scatter
 from qnas.pipeline.progress import SILENT, Reporter
+from qnas.quant.targets import get_target
 from qnas.space.policy import atomic_write_text
 
-__all__ = ["load_table", "latency_table", "latency_check"]
+__all__ = ["load_table", "latency_table", "latency_check", "table_bits"]
+
+
+def table_bits(ctx: Context) -> int:
+    """The widest weight codes the config's target runs: what its latency table is timed with."""
+    return get_target(ctx.config.deploy.target).weight_bits(max(ctx.spec.bits))
 
 
 def load_table(path: str | os.PathLike[str], backend_name: str | None = None, threads: int | None = None,
-               force: bool = False) -> LatencyTable:
+               force: bool = False, ctx: Context | None = None) -> LatencyTable:
     """Read a table and check it was measured here (same CPU, cores, runtime, threads) unless forced;
-    ``backend_name``: the table must have been measured with that backend (forced or not)."""
+    ``backend_name``: the table must have been measured with that backend (forced or not); ``ctx``: with the
+    weight range of the config's target (forced or not: a runtime may pick another kernel for it)."""
     table = LatencyTable.read(path)
     measured_with = table.fingerprint.get("backend", "ort-cpu")
     if backend_name is not None and backend_name != measured_with:
         raise QnasError(f"{path} was measured with backend {measured_with!r}, not {backend_name!r}; build one with "
                         f"qnas latency-table --backend {backend_name}")
+    if ctx is not None and table_weight_bits(table) != table_bits(ctx):
+        target = ctx.config.deploy.target
+        raise QnasError(f"{path} was timed with {table_weight_bits(table)}-bit weights, but target {target!r} runs "
+                        f"{table_bits(ctx)}-bit weights (a runtime may use another kernel for them); build one with "
+                        f"qnas latency-table --target {target}")
     backend = get_backend(measured_with, threads or int(table.fingerprint.get("threads", 1)))
     table.check_device(backend.fingerprint(), force=force)
     return table
@@ -46,7 +58,7 @@ def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "
     output_file(out)
     with FolderLock.file(out), reporter.steps("latency table") as progress:
         return build_table(ctx.spec, ctx.deploy_hw, engine, out, warmup=warmup, repeats=repeats,
-                           resume=not restart, progress=progress)
+                           resume=not restart, weight_bits=table_bits(ctx), progress=progress)
 
 
 def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 30, seed: int = 0,
@@ -56,7 +68,7 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
     predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON."""
     if plot is not None:
         output_file(plot, "--plot")
-    table = load_table(lut, backend, force=force)
+    table = load_table(lut, backend, force=force, ctx=ctx)
     engine = get_backend(table.fingerprint.get("backend", "ort-cpu"), int(table.fingerprint.get("threads", 1)))
     missing = table.missing(ctx.spec)
     if missing:
@@ -73,7 +85,8 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
         for i, genome in enumerate(genomes):
             progress("", i, len(genomes))
             predicted.append(table.predict(ctx.spec, genome))
-            measured.append(measure_network(ctx.spec, genome, table.resolution, engine, warmup, repeats))
+            measured.append(measure_network(ctx.spec, genome, table.resolution, engine, warmup, repeats,
+                                            weight_bits=table_weight_bits(table)))
             macs.append(genome_cost(ctx.spec, genome, *table.resolution).macs)
         progress("", len(genomes), len(genomes))
     offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))

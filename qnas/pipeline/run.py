@@ -21,9 +21,10 @@ from qnas.pipeline.lock import LOCK_NAME, FolderLock, clean_temporary_files
 from qnas.pipeline.paths import output_folder
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import saved_config
-from qnas.pipeline.searching import compare, compare_table, pick_winners, safe_name, search, seed_run
+from qnas.pipeline.searching import compare, compare_table, pick_winners, safe_name, search, seed_run, target_line
 from qnas.pipeline.sensitivity import bits_agreement, read_sensitivity, sensitivity
 from qnas.pipeline.training import train_supernet
+from qnas.quant.targets import get_target
 from qnas.space.genome import Genome
 from qnas.space.networks import network_plan
 from qnas.space.policy import Policy, atomic_write_text, read_policy
@@ -143,17 +144,24 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
     agreement = bits_agreement(read_sensitivity(out / "sensitivity"), policy.genome)
     agree_text = ", ".join(f"{what} {tau:+.2f}" for what, tau in agreement.items()) or "not computable"
     times = "\n".join(f"| {name} | {sec:.0f} |" for name, sec in stages.times.items())
+    target = get_target(ctx.config.deploy.target)
     exported = "\n".join(f"- `{fmt}`: [{path.name}](export/{path.name}) ({path.stat().st_size / 1e6:.2f} MB)"
+                         + (" — the deployed file of the target" if fmt == target.profile else "")
                          for fmt, path in files.items())
+    deployed_note = (f"; miou_deployed: the `{target.profile}` file run in {PROFILES[target.profile].runtime}"
+                     if target.file_scored else "")
     text = f"""# qnas run: {ctx.config.data.dataset}
 
 Config `{ctx.source}` (hash `{config_hash(ctx.config)}`), run folder `{out}`.
 
 ## Comparison (every policy fine-tuned from the supernet with the same epochs, {ctx.config.compare.seeds} seed(s) each)
 
+{target_line(target)} Every network below was evaluated, searched and fine-tuned with these numerics
+(`--target`, config `deploy.target`).
+
 {compare_table(rows)}
 
-GBitOps and GMACs at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}. mIoU on the validation split{" (mean ± std over seeds)" if ctx.config.compare.seeds > 1 else ""}.
+GBitOps and GMACs at {ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}. mIoU on the validation split{" (mean ± std over seeds)" if ctx.config.compare.seeds > 1 else ""}{deployed_note}.
 
 {differences}
 

@@ -13,13 +13,15 @@ from qnas.config import Config, config_difference, config_hash, from_dict, to_di
 from qnas.errors import CheckpointError, ConfigError, QnasError
 from qnas.pipeline.context import is_main_process
 from qnas.pipeline.lock import clean_temporary_files
+from qnas.quant.modules import limit_bits
+from qnas.quant.targets import DEFAULT_TARGET, get_target
 from qnas.space.genome import Genome, SearchSpace
 from qnas.space.spec import SpaceSpec
 from qnas.space.policy import atomic_write_text
 from qnas.supernet.network import QuantSettings, Supernet, build_supernet
 from qnas.train.checkpoint import load_checkpoint
 
-__all__ = ["RunDir", "saved_config", "CHECKPOINT", "run_state", "new_supernet", "load_trained", "genome_of", "checkpoint_file"]
+__all__ = ["RunDir", "saved_config", "CHECKPOINT", "run_state", "new_supernet", "with_target", "load_trained", "genome_of", "checkpoint_file"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -70,12 +72,19 @@ class RunDir:
 def run_state(config: Config, kind: str, genome: Genome | None = None) -> dict[str, Any]:
     """What a checkpoint records about where it came from (checked when it is loaded)."""
     return {"kind": kind, "space": to_dict(config.space), "config_hash": config_hash(config),
-            "genome": dict(genome) if genome is not None else None}
+            "genome": dict(genome) if genome is not None else None, "target": config.deploy.target}
+
+
+def with_target(config: Config, supernet: Supernet) -> Supernet:
+    """``supernet`` with the numerics of the config's deployment target (``deploy.target``)."""
+    target = get_target(config.deploy.target)
+    return limit_bits(supernet, target.max_weight_bits, target.max_unsigned_bits)
 
 
 def new_supernet(config: Config) -> Supernet:
+    """An untrained supernet of the config, with its target's numerics."""
     q = config.quant
-    return build_supernet(config.space, QuantSettings(q.act_init_clip, q.learn_weight_clip))
+    return with_target(config, build_supernet(config.space, QuantSettings(q.act_init_clip, q.learn_weight_clip)))
 
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path:
@@ -88,7 +97,8 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
 
 
 def load_trained(config: Config, path: str | os.PathLike[str]) -> tuple[Supernet, dict[str, Any]]:
-    """A finished run's network (a supernet run, a baseline or a fine-tuned subnet) and its state.
+    """A finished run's network (a supernet run, a baseline or a fine-tuned subnet) and its state, with the
+    numerics of the config's target (a baseline or fine-tuned subnet must have been trained for it).
 
     ``path`` is a run folder or a checkpoint file. Errors name what does not fit.
     """
@@ -99,6 +109,11 @@ def load_trained(config: Config, path: str | os.PathLike[str]) -> tuple[Supernet
                               f"pass the config it was trained with (its run folder holds config.yaml)")
     if not state.get("finished"):
         raise CheckpointError(f"{file} is from a run that has not finished; continue it with --resume")
+    trained_for = state.get("target", DEFAULT_TARGET)
+    if state.get("kind") != "supernet" and trained_for != config.deploy.target:
+        raise CheckpointError(f"{file} was trained for target {trained_for!r}, not {config.deploy.target!r}; pass "
+                              f"--target {trained_for} (a supernet can be evaluated for any target, a trained "
+                              f"subnet only for its own)")
     supernet = new_supernet(config)
     try:
         supernet.load_state_dict(state["model"])

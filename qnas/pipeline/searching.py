@@ -19,21 +19,24 @@ from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.latency import Backend, get_backend
 from qnas.pipeline.context import Context
-from qnas.pipeline.exporting import export_model
+from qnas.export.profiles import get_profile
+from qnas.pipeline.exporting import export_model, score_file
 from qnas.pipeline.latency import load_table
 from qnas.pipeline.lock import FolderLock, clean_temporary_files
 from qnas.pipeline.paths import output_folder
 from qnas.pipeline.plots import compare_plot, search_scatter
 from qnas.pipeline.progress import SILENT, Reporter
-from qnas.pipeline.runs import checkpoint_file, load_trained
+from qnas.pipeline.runs import checkpoint_file, load_trained, saved_config
 from qnas.pipeline.training import finetune, train_baseline
+from qnas.quant.targets import Target, get_target
 from qnas.search import Candidate, Constraint, Search, SearchSettings, pareto_front, parse_budget
 from qnas.space.genome import Genome
 from qnas.stats import summarize, welch_difference
 from qnas.space.policy import Policy, atomic_write_text, read_policy, write_policy
 from qnas.train.subnet import SupernetEvaluator, cut_subnet
 
-__all__ = ["BASELINES", "SearchResult", "budget_constraints", "search", "compare", "compare_table", "precision",
+__all__ = ["BASELINES", "SearchResult", "budget_constraints", "search", "compare", "compare_table", "target_line",
+           "precision",
            "safe_name", "seed_run", "train_seed_run", "file_hash", "write_csv", "pick_winners"]
 
 BASELINES = ("uniform_w8a8", "uniform_w6a6", "uniform_w4a4")
@@ -108,7 +111,7 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     output_folder(out)
     if backend is not None and not lut:
         raise QnasError("--backend names the runtime of the latency table; give the table with --lut")
-    table = load_table(lut, backend, force=force_lut) if lut else None
+    table = load_table(lut, backend, force=force_lut, ctx=ctx) if lut else None
     constraints = budget_constraints(ctx, bitops_budget or ctx.config.search.bitops_budget,
                                      latency_budget or ctx.config.search.latency_budget, table)
     settings = SearchSettings(**asdict(ctx.config.search))
@@ -228,7 +231,12 @@ def train_seed_run(ctx: Context, out: str | os.PathLike[str], policy: Policy, k:
     """``policy``'s run with seed index ``k`` in comparison folder ``out`` (seed: the config's + k), fine-tuned
     from ``supernet_run`` or trained from scratch without it; resumed if interrupted, kept if finished."""
     run = seed_run(out, policy, k)
-    if not (run / "metrics.json").exists():
+    if (run / "metrics.json").exists():
+        saved = saved_config(run / "config.yaml")
+        if saved is not None and saved.deploy.target != ctx.config.deploy.target:
+            raise QnasError(f"{run} was trained for target {saved.deploy.target!r}, not {ctx.config.deploy.target!r}; "
+                            f"compare into another --out, or pass --target {saved.deploy.target}")
+    else:
         resume, seed = (run / "checkpoint.pt").exists(), ctx.config.seed + k
         if supernet_run is not None:
             finetune(ctx, supernet_run, policy, run, resume=resume, reporter=reporter, seed=seed)
@@ -255,7 +263,7 @@ def compare(ctx: Context, out: str | os.PathLike[str], policies: list[Policy], *
     names = [safe_name(p.name) for p in policies]
     if len(set(names)) != len(names):
         raise QnasError(f"policy names must be distinct, got {[p.name for p in policies]}")
-    table = load_table(lut, force=force_lut) if lut else None
+    table = load_table(lut, force=force_lut, ctx=ctx) if lut else None
     if supernet_run is not None:
         load_trained(ctx.config, supernet_run)  # refuse a wrong --supernet before anything is written
     out = Path(out)
@@ -268,6 +276,7 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
              table: LatencyTable | None, seeds: int, engines: dict[str, Backend],
              reporter: Reporter) -> list[dict[str, Any]]:
     rows, mious = [], {}
+    target = get_target(ctx.config.deploy.target)
     for policy in policies:
         values = []
         for k in range(seeds):
@@ -280,6 +289,13 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
         if seeds > 1:
             row.update(miou_std=round(summary.std, 4), miou_ci95=round(summary.half_width, 4), seeds=seeds,
                        **{f"miou_seed{k}": round(v, 4) for k, v in enumerate(values)})
+        if target.file_scored:
+            files = [_deployed_score(ctx, seed_run(out, policy, k), policy, target) for k in range(seeds)]
+            deployed = summarize([f["miou"] for f in files])
+            row["miou_deployed"] = round(deployed.mean, 4)
+            if seeds > 1:
+                row["miou_deployed_std"] = round(deployed.std, 4)
+            row["agreement_deployed"] = round(min(f["agreement"] for f in files), 5)
         row.update(gbitops=round(metrics["bitops"] / 1e9, 3), gmacs=round(metrics["macs"] / 1e9, 4),
                    params_m=round(metrics["params"] / 1e6, 4),
                    size_kb=round(weight_memory_bits(ctx.spec, policy.genome) / 8 / 1e3, 1))
@@ -294,17 +310,25 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
     compare_plot(rows, out / "compare.png", title=f"{ctx.config.data.dataset}, {seeds} seed(s) per policy")
     training = f"fine-tuned from {supernet_run}" if supernet_run else "trained from scratch"
     text = (f"# Comparison ({ctx.config.data.dataset}, {training}, equal epochs, {seeds} seed(s))\n\n"
-            + compare_table(rows) + "\n\n"
+            + target_line(target) + "\n\n" + compare_table(rows) + "\n\n"
             f"mIoU on the validation split{' (mean ± std over seeds)' if seeds > 1 else ''}; GBitOps and GMACs at "
             f"{ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}; size = weights at their bit widths + 32-bit scale and bias per "
             "channel; latency: INT8 on the table's runtime (predicted: table sum; measured: the exported integer "
-            "model)" + "".join(f"; latency_meas_{n}_ms: the exported file measured on {n}" for n in engines) + ".\n"
+            "model)" + "".join(f"; latency_meas_{n}_ms: the exported file measured on {n}" for n in engines)
+            + (f"; miou_deployed: the `{target.profile}` file of every seed run in {get_profile(target.profile).runtime} "
+               "on the validation split, agreement_deployed: the lowest share of pixels whose class it agrees on with "
+               "the model" if target.file_scored else "") + ".\n"
             + differences(rows, mious) + "\n![mIoU against GBitOps](compare.png)\n")
     atomic_write_text(out / "compare.md", text)
     return rows
 
 
-SHOWN = ("method", "precision", "miou", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
+def target_line(target: Target) -> str:
+    """What the comparison's numerics are: the target, its limits and why."""
+    return f"Target `{target.name}` ({target.describe()}): {target.why}."
+
+
+SHOWN = ("method", "precision", "miou", "miou_deployed", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
          "latency_meas_ms")
 
 
@@ -313,8 +337,8 @@ def compare_table(rows: list[dict[str, Any]]) -> str:
     header = [h for h in SHOWN if h in rows[0]] + [h for h in rows[0] if h.startswith("latency_meas_") and h not in SHOWN]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [f"{r['miou']} ± {r['miou_std']}" if h == "miou" and r.get("miou_std") not in (None, "") else str(r[h])
-                 for h in header]
+        cells = [f"{r[h]} ± {r[h + '_std']}" if h in ("miou", "miou_deployed") and r.get(h + "_std") not in (None, "")
+                 else str(r[h]) for h in header]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -332,6 +356,17 @@ def differences(rows: list[dict[str, Any]], mious: dict[str, list[float]]) -> st
         cells = [welch_difference(mious[r["method"]], mious[u["method"]]).show() for u in uniform]
         lines.append(f"| {r['method']} | {r['gbitops']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _deployed_score(ctx: Context, run: Path, policy: Policy, target: Target) -> dict[str, float]:
+    """The score of the target's file of one trained run on the validation split, kept in the run folder."""
+    record = run / f"deployed_{safe_name(target.name)}.json"
+    if record.exists():
+        return json.loads(record.read_text())
+    supernet, _ = load_trained(ctx.config, run)
+    result = score_file(ctx, cut_subnet(supernet, policy.genome, ctx.bn_images), target.profile)
+    atomic_write_text(record, json.dumps({"target": target.name, "profile": target.profile, **result}, indent=2) + "\n")
+    return result
 
 
 def _measured_on(ctx: Context, run: Path, policy: Policy, backend: Backend, hw: tuple[int, int],

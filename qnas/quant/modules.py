@@ -21,7 +21,7 @@ from qnas.quant.functional import (
     weight_quantize,
 )
 
-__all__ = ["PACTActivationQuant", "PerChannelWeightQuant"]
+__all__ = ["PACTActivationQuant", "PerChannelWeightQuant", "limit_bits"]
 
 _MIN_CLIP_RATIO = 1e-3
 _MAX_CLIP_RATIO = 1.0
@@ -65,6 +65,12 @@ class _ElasticBits(nn.Module):
         self.bits_choices = _bit_choices(bits_choices, signed)
         self._active_bits = max(self.bits_choices)
         self.enabled = True
+        self.max_bits: int | None = None  # a deployment target's limit (``limit_bits``); None: none
+
+    @property
+    def grid_bits(self) -> int:
+        """The width of the grid the forward pass uses: the active choice, narrowed to ``max_bits``."""
+        return self._active_bits if self.max_bits is None else min(self._active_bits, self.max_bits)
 
     @property
     def active_bits(self) -> int:
@@ -90,7 +96,8 @@ class _ElasticBits(nn.Module):
 class PACTActivationQuant(_ElasticBits):
     """PACT activation fake-quantizer with one learnable clip alpha per bit-width choice.
 
-    ``enabled = False`` makes the forward the identity (float warm-up before QAT).
+    ``enabled = False`` makes the forward the identity (float warm-up before QAT). With ``max_bits``
+    (unsigned grids only, see ``limit_bits``) a wider choice quantizes on the narrower grid with its own clip.
     """
 
     def __init__(self, bits_choices: Sequence[int], signed: bool, init_alpha: float = 4.0) -> None:
@@ -104,26 +111,26 @@ class PACTActivationQuant(_ElasticBits):
 
     def grid_scale(self) -> Tensor:
         """The 0-dim step of the active grid (what ``forward`` multiplies its integer codes by)."""
-        return act_codes(self.alpha.new_zeros(()), self.active_alpha(), self._active_bits, self.signed)[1]
+        return act_codes(self.alpha.new_zeros(()), self.active_alpha(), self.grid_bits, self.signed)[1]
 
     def codes(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Integer codes of ``x`` and the 0-dim scale; their product equals ``forward(x)`` exactly."""
         if not self.enabled:
             raise RuntimeError("a disabled activation quantizer has no codes: its forward is the identity")
-        return act_codes(x, self.active_alpha(), self._active_bits, self.signed)
+        return act_codes(x, self.active_alpha(), self.grid_bits, self.signed)
 
     def forward(self, x: Tensor) -> Tensor:
         """Fake-quantize ``x`` at the active bit width (identity when disabled)."""
         if not self.enabled:
             return x
-        return pact_quantize(x, self.active_alpha(), self._active_bits, self.signed)
+        return pact_quantize(x, self.active_alpha(), self.grid_bits, self.signed)
 
     def frozen(self) -> PACTActivationQuant:
-        """A new quantizer fixed to the active bit width, with a copy of its alpha.
+        """A new quantizer fixed to the grid it uses (``grid_bits``), with a copy of its alpha.
 
         Its forward is bit-identical to this module's forward for the same input.
         """
-        out = PACTActivationQuant((self._active_bits,), self.signed)
+        out = PACTActivationQuant((self.grid_bits,), self.signed)
         idx = self._index
         out.alpha = nn.Parameter(self.alpha.detach()[idx:idx + 1].clone(),
                                  requires_grad=self.alpha.requires_grad)
@@ -132,7 +139,7 @@ class PACTActivationQuant(_ElasticBits):
 
     def extra_repr(self) -> str:
         return (f"bits_choices={self.bits_choices}, active_bits={self._active_bits}, "
-                f"signed={self.signed}, enabled={self.enabled}")
+                f"signed={self.signed}, enabled={self.enabled}" + _limit_repr(self.max_bits))
 
 
 class PerChannelWeightQuant(_ElasticBits):
@@ -171,22 +178,22 @@ class PerChannelWeightQuant(_ElasticBits):
         """Fake-quantize ``w`` (``[out, ...]``) at the active bit width (identity when disabled)."""
         if not self.enabled:
             return w
-        return weight_quantize(w, self._active_bits, self.clip(w))
+        return weight_quantize(w, self.grid_bits, self.clip(w))
 
     def codes(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """Integer codes and per-channel scale whose product equals ``forward(w)`` exactly."""
         if not self.enabled:
             raise RuntimeError("a disabled weight quantizer has no codes: its forward is the identity")
-        return weight_codes(w, self._active_bits, self.clip(w))
+        return weight_codes(w, self.grid_bits, self.clip(w))
 
     def frozen(self, out_channels: int) -> PerChannelWeightQuant:
-        """A new quantizer fixed to the active bit width and the first ``out_channels`` channels.
+        """A new quantizer fixed to the grid it uses (``grid_bits``) and the first ``out_channels`` channels.
 
         Its forward is bit-identical to this module's for a weight with that many channels.
         """
         if not 1 <= out_channels <= self.out_channels:
             raise ValueError(f"out_channels must be in [1, {self.out_channels}], got {out_channels}")
-        out = PerChannelWeightQuant((self._active_bits,), out_channels, self.learn_clip)
+        out = PerChannelWeightQuant((self.grid_bits,), out_channels, self.learn_clip)
         if self.clip_ratio is not None:
             idx = self._index
             out.clip_ratio = nn.Parameter(self.clip_ratio.detach()[idx:idx + 1, :out_channels].clone(),
@@ -196,4 +203,22 @@ class PerChannelWeightQuant(_ElasticBits):
 
     def extra_repr(self) -> str:
         return (f"bits_choices={self.bits_choices}, active_bits={self._active_bits}, "
-                f"out_channels={self.out_channels}, learn_clip={self.learn_clip}, enabled={self.enabled}")
+                f"out_channels={self.out_channels}, learn_clip={self.learn_clip}, enabled={self.enabled}"
+                + _limit_repr(self.max_bits))
+
+
+def _limit_repr(max_bits: int | None) -> str:
+    return "" if max_bits is None else f", max_bits={max_bits}"
+
+
+def limit_bits(model: nn.Module, max_weight_bits: int | None, max_unsigned_bits: int | None) -> nn.Module:
+    """Set a deployment target's limits on every quantizer of ``model`` (in place; returned): weight grids
+    at most ``max_weight_bits``, unsigned activation grids at most ``max_unsigned_bits`` (None: no limit).
+    The genome's choices stay as they are; a choice above the limit runs on the narrower grid with its own
+    clip, in training, evaluation and ``frozen`` alike."""
+    for module in model.modules():
+        if isinstance(module, PerChannelWeightQuant):
+            module.max_bits = max_weight_bits
+        elif isinstance(module, PACTActivationQuant):
+            module.max_bits = None if module.signed else max_unsigned_bits
+    return model

@@ -78,7 +78,7 @@ def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, op: Conv,
     x_codes, input_scale = act_quant.codes(x)
     codes, scale = weight_quant.codes(weight)
     # the largest |sum| the quantizers' ranges allow (the bound every exporter checks too)
-    bound = accumulator_bound(codes[0].numel(), act_quant.active_bits, act_quant.signed, weight_quant.active_bits,
+    bound = accumulator_bound(codes[0].numel(), act_quant.grid_bits, act_quant.signed, weight_quant.grid_bits,
                               with_bias=bn is not None)
     geometry = (op.stride, op.padding, op.groups)
     if bn is None:

@@ -95,7 +95,7 @@ def test_trt_file_follows_the_rules_and_computes_what_the_widened_model_computes
         model = export_trt_model(subnet, 48, 48)
         check_qdq_rules(model)
         widened = widen_for_int8(subnet).eval()
-        assert not any(q.active_bits == 8 and not q.signed for q in widened.modules()
+        assert not any(q.grid_bits == 8 and not q.signed for q in widened.modules()
                        if isinstance(q, PACTActivationQuant))
         code_tensors, out_tensors = conv_code_tensors(model, widened)
         for i in range(len(val)):

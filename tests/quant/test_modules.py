@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qnas.quant import PACTActivationQuant, PerChannelWeightQuant, act_codes, max_clip, pact_quantize
+from qnas.quant import PACTActivationQuant, PerChannelWeightQuant, act_codes, limit_bits, max_clip, pact_quantize
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -202,3 +202,36 @@ def test_clip_ratio_out_of_range_comes_back_but_does_not_drift() -> None:
     m.zero_grad()
     (m(w) * w.sign()).sum().backward()  # one that wants a smaller clip: the gradient passes
     assert torch.all(m.clip_ratio.grad > 0)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_bit_limit_narrows_unsigned_activation_grids_on_the_same_clip(signed: bool) -> None:
+    m = PACTActivationQuant((4, 6, 8), signed=signed, init_alpha=3.0)
+    limit_bits(m, None, 7)
+    x = torch.randn(2, 3, 5, 5, generator=_gen()) * 4
+    want_bits = 8 if signed else 7  # signed grids are never limited
+    assert m.active_bits == 8 and m.grid_bits == want_bits
+    assert torch.equal(m(x), pact_quantize(x, torch.tensor(3.0), want_bits, signed))
+    f = m.frozen()
+    assert f.bits_choices == (want_bits,) and f.max_bits is None and torch.equal(f(x), m(x))
+    m.set_bits(6)
+    assert m.grid_bits == 6 and torch.equal(m(x), pact_quantize(x, torch.tensor(3.0), 6, signed))
+    limit_bits(m, None, None)
+    m.set_bits(8)
+    assert m.grid_bits == 8 and torch.equal(m(x), pact_quantize(x, torch.tensor(3.0), 8, signed))
+
+
+def test_a_bit_limit_narrows_weight_grids_and_their_frozen_copy() -> None:
+    m = PerChannelWeightQuant((4, 6, 8), out_channels=6, learn_clip=True)
+    with torch.no_grad():
+        m.clip_ratio.copy_(torch.rand(3, 6, generator=_gen(2)) * 0.5 + 0.5)
+    w = torch.randn(6, 3, 3, 3, generator=_gen(1))
+    limit_bits(m, 7, 7)
+    codes, scale = m.codes(w)
+    assert m.grid_bits == 7 and codes.abs().max() == 63  # the 8-bit choice's clip on a 7-bit grid
+    assert torch.equal(codes * scale, m(w))
+    f = m.frozen(6)
+    assert f.bits_choices == (7,) and torch.equal(f(w), m(w))
+    m.set_bits(4)
+    assert m.grid_bits == 4 and m.codes(w)[0].abs().max() == 7
+    assert "max_bits=7" in repr(m)
