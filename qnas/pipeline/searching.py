@@ -328,7 +328,7 @@ def target_line(target: Target) -> str:
     return f"Target `{target.name}` ({target.describe()}): {target.why}."
 
 
-SHOWN = ("method", "precision", "miou", "miou_deployed", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
+SHOWN = ("method", "precision", "miou", "miou_deployed", "agreement_deployed", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
          "latency_meas_ms")
 
 

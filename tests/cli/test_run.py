@@ -59,3 +59,23 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "latency table: already complete, skipped" in printed
     assert (out / "supernet" / "checkpoint.pt").stat().st_mtime_ns == stamp
     assert (out / "search" / "best.yaml").exists()
+
+
+@pytest.mark.slow
+def test_run_for_openvino_uses_its_runtime_numerics_and_file(tmp_path: Path) -> None:
+    """``qnas run --target openvino``: OpenVINO's latency table timed with 7-bit weights, every network with
+    the target's numerics, the OpenVINO file scored in OpenVINO, the report saying so."""
+    from qnas.cost.latency import LatencyTable
+
+    out = tmp_path / "run"
+    assert main(["run", "--config", TINY, "--target", "openvino", "--out", str(out), "--quiet"]) == 0
+    table = LatencyTable.read(out / "lut.yaml")
+    assert table.fingerprint["backend"] == "ov-cpu" and table.method["weight_bits"] == 7
+    with open(out / "compare" / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(0 < float(r["miou_deployed"]) <= 1 and float(r["agreement_deployed"]) > 0.5 for r in rows)
+    report = (out / "report.md").read_text()
+    assert "Target `openvino` (weights at most 7 bits)" in report and "miou_deployed" in report
+    assert "Backend `ov-cpu`" in report and "the deployed file of the target" in report
+    seed_config = (out / "compare" / "runs" / rows[0]["method"] / "seed0" / "config.yaml").read_text()
+    assert "target: openvino" in seed_config
