@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from onnx import TensorProto, numpy_helper
 
 from qnas.export.trt import TRT_OPSET, export_trt_model, widen_for_int8
@@ -109,6 +110,29 @@ def test_trt_file_follows_the_rules_and_computes_what_the_widened_model_computes
     # here; the uniform 4-bit genome alone 0.84): the bound that matters is measured on the default
     # run's trained models by benchmarks/export_parity.py (benchmarks/results/export_parity.md).
     assert agree / total >= 0.9
+
+
+def test_onnx_reference_runs_the_trt_file_as_onnxruntime_does(trained, small_space) -> None:
+    """ONNX's own reference executor (``onnx.reference``, whose per-axis DequantizeLinear exists from opset 19,
+    so on a copy converted to 19) computes the file as onnxruntime does, and so agrees with the widened model."""
+    from onnx import version_converter
+    from onnx.reference import ReferenceEvaluator
+
+    from qnas.export.profiles import run_onnxruntime
+
+    supernet, images, val = trained
+    for genome in export_genomes(small_space)[:2]:
+        subnet = cut_subnet(supernet, genome, images)
+        model = export_trt_model(subnet, 48, 48)
+        reference = ReferenceEvaluator(version_converter.convert_version(model, 19))
+        widened = widen_for_int8(subnet).eval()
+        x = val[0][0][None]
+        got = reference.run(None, {"image": x.numpy()})[0]
+        np.testing.assert_allclose(got, run_onnxruntime(model, x.numpy()), rtol=0, atol=1e-4)
+        with torch.no_grad():
+            want = widened(x).numpy()
+        # rounding-boundary flips propagate in this small, briefly trained net (codes: the test above)
+        assert float(np.mean(got.argmax(1) == want.argmax(1))) >= 0.95
 
 
 def test_trt_opset_is_at_least_13() -> None:
