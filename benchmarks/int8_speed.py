@@ -43,8 +43,7 @@ from qnas.config import load_config
 from qnas.export.latency import get_backend
 from qnas.export.openvino import compile_openvino
 from qnas.pipeline import Context, export_model, load_trained
-from qnas.quant import limit_bits
-from qnas.quant.targets import get_target
+from qnas.quant import apply_target
 from qnas.space import read_policy
 from qnas.train import cut_subnet
 
@@ -154,9 +153,7 @@ def main() -> None:
     subnet = cut_subnet(supernet, policy.genome, ctx.bn_images).eval()
     for_target = {}
     for name in ("ort", "openvino"):
-        target = get_target(name)
-        limited = limit_bits(load_trained(ctx.config, args.checkpoint)[0], target.max_weight_bits,
-                             target.max_unsigned_bits)
+        limited = apply_target(load_trained(ctx.config, args.checkpoint)[0], name)
         for_target[name] = cut_subnet(limited, policy.genome, ctx.bn_images).eval()
     dh, dw = ctx.config.deploy.height, ctx.config.deploy.width
     scenes = torch.stack([ctx.loader("val").dataset[i][0] for i in range(8)])

@@ -24,8 +24,7 @@ from qnas.export.qdq import QDQ_OPSET, Int8QdqGraph
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.export.profiles import register_profile
-from qnas.quant.modules import limit_bits
-from qnas.quant.targets import get_target
+from qnas.quant.modules import apply_target
 from qnas.supernet.network import SegNet
 
 __all__ = ["widen_for_int8", "export_trt_model", "TRT_OPSET"]
@@ -36,8 +35,7 @@ TRT_OPSET = QDQ_OPSET
 def widen_for_int8(model: nn.Module) -> nn.Module:
     """A copy of a frozen model with the ``trt`` target's limits (unsigned activation grids at most 7 bits,
     on the same clip): the model a symmetric-int8 engine can run exactly."""
-    target = get_target("trt")
-    return limit_bits(copy.deepcopy(model), target.max_weight_bits, target.max_unsigned_bits)
+    return apply_target(copy.deepcopy(model), "trt")
 
 
 @register_profile("trt", suffix="_trt_qdq.onnx", runtime="onnxruntime (TensorRT's Q/DQ form)",

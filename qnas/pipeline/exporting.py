@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+import torch
 
 from qnas.export.graph import INEXACT_CONVS_KEY
 from qnas.data.metrics import ConfusionMeter
@@ -59,18 +60,19 @@ def export(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome, fmt
 
 def score_file(ctx: Context, subnet: SegNet, fmt: str, split: str = "val") -> dict[str, float]:
     """mIoU and pixel accuracy of ``subnet`` exported as profile ``fmt`` and run in that profile's runtime on
-    ``split`` image by image (one file per image size), and the share of pixels whose class agrees with
-    the model's: what the deployed file scores, measured rather than assumed."""
-    import torch
-
+    ``split`` image by image (one file per image size), the share of pixels whose class agrees with the
+    model's, and the model's own mIoU on the same images: what the deployed file scores, measured rather
+    than assumed."""
     profile = get_profile(fmt)
     meter = ConfusionMeter(ctx.num_classes, ctx.ignore_index)
+    model_meter = ConfusionMeter(ctx.num_classes, ctx.ignore_index)
     runners: dict[tuple[int, int], object] = {}
     agree = total = 0
     subnet.eval()
     with torch.no_grad():
         for images, labels in ctx.loader(split):
             reference = subnet(images).argmax(1)
+            model_meter.update(reference, labels)
             for image, label, expected in zip(images, labels, reference):
                 hw = (int(image.shape[-2]), int(image.shape[-1]))
                 if hw not in runners:
@@ -79,4 +81,5 @@ def score_file(ctx: Context, subnet: SegNet, fmt: str, split: str = "val") -> di
                 meter.update(pred, label[None])
                 agree += int((pred[0] == expected).sum())
                 total += expected.numel()
-    return {"miou": float(meter.miou()), "pixel_acc": float(meter.pixel_accuracy()), "agreement": agree / total}
+    return {"miou": float(meter.miou()), "pixel_acc": float(meter.pixel_accuracy()), "agreement": agree / total,
+            "model_miou": float(model_meter.miou())}

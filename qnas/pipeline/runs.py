@@ -13,8 +13,8 @@ from qnas.config import Config, config_difference, config_hash, from_dict, to_di
 from qnas.errors import CheckpointError, ConfigError, QnasError
 from qnas.pipeline.context import is_main_process
 from qnas.pipeline.lock import clean_temporary_files
-from qnas.quant.modules import limit_bits
-from qnas.quant.targets import DEFAULT_TARGET, get_target
+from qnas.quant.modules import apply_target
+from qnas.quant.targets import DEFAULT_TARGET
 from qnas.space.genome import Genome, SearchSpace
 from qnas.space.spec import SpaceSpec
 from qnas.space.policy import atomic_write_text
@@ -77,8 +77,7 @@ def run_state(config: Config, kind: str, genome: Genome | None = None) -> dict[s
 
 def with_target(config: Config, supernet: Supernet) -> Supernet:
     """``supernet`` with the numerics of the config's deployment target (``deploy.target``)."""
-    target = get_target(config.deploy.target)
-    return limit_bits(supernet, target.max_weight_bits, target.max_unsigned_bits)
+    return apply_target(supernet, config.deploy.target)
 
 
 def new_supernet(config: Config) -> Supernet:

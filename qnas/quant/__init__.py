@@ -16,13 +16,13 @@ from qnas.quant.grids import (
 _TORCH_NAMES = {
     "act_codes": "functional", "max_clip": "functional", "pact_quantize": "functional", "round_ste": "functional",
     "weight_codes": "functional", "weight_quantize": "functional", "weight_scale": "functional",
-    "PACTActivationQuant": "modules", "PerChannelWeightQuant": "modules", "limit_bits": "modules",
+    "PACTActivationQuant": "modules", "PerChannelWeightQuant": "modules", "limit_bits": "modules", "apply_target": "modules",
 }
 
 __all__ = [
     "BIAS_CODE_LIMIT", "FLOAT32_EXACT_LIMIT", "OUTPUT_QUANT_BITS", "PACTActivationQuant", "PerChannelWeightQuant",
     "accumulator_bound", "act_codes", "act_levels", "float32_exact", "max_clip", "pact_quantize", "round_ste",
-    "weight_codes", "weight_levels", "weight_quantize", "weight_scale", "limit_bits",
+    "weight_codes", "weight_levels", "weight_quantize", "weight_scale", "limit_bits", "apply_target",
 ]
 
 

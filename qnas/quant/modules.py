@@ -20,8 +20,9 @@ from qnas.quant.functional import (
     weight_codes,
     weight_quantize,
 )
+from qnas.quant.targets import get_target
 
-__all__ = ["PACTActivationQuant", "PerChannelWeightQuant", "limit_bits"]
+__all__ = ["PACTActivationQuant", "PerChannelWeightQuant", "limit_bits", "apply_target"]
 
 _MIN_CLIP_RATIO = 1e-3
 _MAX_CLIP_RATIO = 1.0
@@ -222,3 +223,9 @@ def limit_bits(model: nn.Module, max_weight_bits: int | None, max_unsigned_bits:
         elif isinstance(module, PACTActivationQuant):
             module.max_bits = None if module.signed else max_unsigned_bits
     return model
+
+
+def apply_target(model: nn.Module, target: str) -> nn.Module:
+    """``limit_bits`` with the limits of the registered deployment target ``target`` (``qnas.quant.targets``)."""
+    limits = get_target(target)
+    return limit_bits(model, limits.max_weight_bits, limits.max_unsigned_bits)

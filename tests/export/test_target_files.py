@@ -13,7 +13,7 @@ from onnx import TensorProto, numpy_helper
 
 from qnas.export.openvino import vnni
 from qnas.export.profiles import get_profile
-from qnas.quant import PACTActivationQuant, PerChannelWeightQuant, limit_bits
+from qnas.quant import PACTActivationQuant, PerChannelWeightQuant, apply_target
 from qnas.quant.targets import TARGETS, target_names
 from qnas.train import cut_subnet
 from tests.export.conftest import export_genomes
@@ -21,8 +21,7 @@ from tests.export.conftest import export_genomes
 
 def _limited(supernet, name: str):
     """A copy of ``supernet`` with target ``name``'s limits."""
-    target = TARGETS[name]
-    return limit_bits(copy.deepcopy(supernet), target.max_weight_bits, target.max_unsigned_bits)
+    return apply_target(copy.deepcopy(supernet), name)
 
 
 def _agreement(supernet, name: str, genomes, images, val) -> float:
