@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from qnas.cli.command import Command
+from qnas.cli.data_commands import DATA_COMMANDS
 from qnas.cli.export_commands import EXPORT_COMMANDS
 from qnas.cli.latency_commands import LATENCY_COMMANDS
 from qnas.cli.run_command import RUN_COMMANDS
@@ -18,8 +19,8 @@ from qnas.errors import QnasError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-COMMANDS: list[Command] = [*RUN_COMMANDS, *SPACE_COMMANDS, *TRAIN_COMMANDS, *LATENCY_COMMANDS, *SEARCH_COMMANDS,
-                           *EXPORT_COMMANDS]
+COMMANDS: list[Command] = [*RUN_COMMANDS, *DATA_COMMANDS, *SPACE_COMMANDS, *TRAIN_COMMANDS, *LATENCY_COMMANDS,
+                           *SEARCH_COMMANDS, *EXPORT_COMMANDS]
 
 DESCRIPTION = """\
 qnas: quantization-aware mixed-precision neural architecture search for segmentation.

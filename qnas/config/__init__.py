@@ -2,6 +2,7 @@
 
 from qnas.config.loader import dump_yaml, from_dict, to_dict
 from qnas.config.schema import (
+    AugmentConfig,
     CompareConfig,
     Config,
     DataConfig,
@@ -16,6 +17,6 @@ from qnas.config.schema import (
 )
 
 __all__ = [
-    "CompareConfig", "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_difference", "config_hash",
+    "AugmentConfig", "CompareConfig", "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_difference", "config_hash",
     "dump_yaml", "from_dict", "load_config", "to_dict",
 ]

@@ -13,7 +13,7 @@ from qnas.quant.targets import DEFAULT_TARGET, TARGETS
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
-    "SEED_LIMIT", "check_seed", "config_difference", "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
+    "SEED_LIMIT", "check_seed", "config_difference", "AugmentConfig", "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
     "config_hash",
 ]
 
@@ -31,11 +31,41 @@ def check_seed(name: str, value: int) -> None:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (kornia, batched, image and mask together); off by default.
+
+    With ``scale`` set, training images are read at ``data.eval_size`` (full resolution), rescaled by a
+    random factor in ``scale``, and cropped to ``data.train_size`` with the ignore index where the scaled
+    image does not cover the crop. Evaluation never augments."""
+
+    scale: tuple[float, float] | None = None  # random rescale range, e.g. [0.5, 2.0]; null: no rescale or crop
+    flip: float = 0.0  # probability of a horizontal flip
+    jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # brightness, contrast, saturation, hue
+
+    def __post_init__(self) -> None:
+        if self.scale is not None and not 0 < self.scale[0] <= self.scale[1]:
+            raise FieldError("scale", f"must be [LOW, HIGH] with 0 < LOW <= HIGH, got {list(self.scale)}")
+        if not 0.0 <= self.flip <= 1.0:
+            raise FieldError("flip", f"must be a probability in [0, 1], got {self.flip}")
+        if min(self.jitter) < 0 or self.jitter[3] > 0.5:
+            raise FieldError("jitter", f"must be >= 0 (hue <= 0.5), got {list(self.jitter)}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.scale is not None or self.flip > 0 or any(self.jitter)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where images come from and at which size the network is trained and evaluated."""
 
-    dataset: str = "digits"  # a registered dataset (qnas.data.registry): digits, cityscapes
-    root: str | None = None  # Cityscapes root (leftImg8bit/ and gtFine/); unused for digits
+    dataset: str = "digits"  # a registered dataset (qnas.data.registry): digits, cityscapes, folder
+    root: str | None = None  # cityscapes: leftImg8bit/ and gtFine/; folder: images/ and masks/; unused for digits
+    class_names: tuple[str, ...] = ()  # folder: the classes, mask ids 0..N-1 (their count is the number of classes)
+    ignore_index: int = 255  # folder: the mask id that belongs to no class (not counted in loss or mIoU)
+    search_fraction: float = 0.1  # folder: the share of train images held out as the search-validation split
+    workers: int | None = None  # training loader processes; null: 0 for in-memory data, else min(4, CPUs - 1)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     train_size: tuple[int, int] = (64, 64)  # height, width of training images / crops
     eval_size: tuple[int, int] = (64, 64)  # height, width at which val / calib are evaluated
     train_scenes: int = 2000  # DigitScenes only: number of generated scenes per split
@@ -53,6 +83,17 @@ class DataConfig:
         for name in ("train_scenes", "val_scenes", "calib_scenes", "batch_size"):
             _positive(name, getattr(self, name))
         check_seed("seed", self.seed)
+        if not 0 <= self.ignore_index <= 255:
+            raise FieldError("ignore_index", f"must be a mask id from 0 to 255, got {self.ignore_index}")
+        if self.ignore_index < len(self.class_names):
+            raise FieldError("ignore_index", f"{self.ignore_index} is a class id (class_names has "
+                                             f"{len(self.class_names)}); use a value from {len(self.class_names)} to 255")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise FieldError("class_names", "lists a name twice")
+        if not 0.0 < self.search_fraction < 1.0:
+            raise FieldError("search_fraction", f"must be between 0 and 1 (exclusive), got {self.search_fraction}")
+        if self.workers is not None and self.workers < 0:
+            raise FieldError("workers", f"must be >= 0 or null (automatic), got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +169,9 @@ class TrainConfig:
     finetune_epochs: int = 3  # QAT fine-tuning of a subnet cut from the supernet
     finetune_lr: float = 1e-3
     finetune_distill: float = 0.0  # weight of distillation from the supernet's largest subnet while fine-tuning
-    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    threads: int = 0  # torch intra-op threads; 0: the CPUs that are idle when the command starts (at least 1)
+    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision of float stages on a GPU (never of QAT)
+    channels_last: bool = False  # NHWC memory format for the network and its inputs on a GPU
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "warmup_lr", "finetune_lr", "distill_temperature"):

@@ -409,7 +409,7 @@ class DigitScenes(Dataset):
         return self.images[index].float().div_(255.0), self.labels[index].long()
 
 
-@register_dataset("digits", class_names=lambda data: DIGIT_CLASS_NAMES)
+@register_dataset("digits", class_names=lambda data: DIGIT_CLASS_NAMES, in_memory=True)
 def digit_splits(data: Any, split: str, height: int, width: int) -> DigitScenes:
     """train / val / search are the train / val / calib digit pools, with ``data.train_scenes`` /
     ``val_scenes`` / ``calib_scenes`` scenes generated from ``data.seed``."""

@@ -13,6 +13,7 @@ the numerics of that runtime: ``replace(config, deploy=replace(config.deploy, ta
 """
 
 from qnas.pipeline.context import Context, is_main_process
+from qnas.pipeline.data_check import DataCheck, check_data
 from qnas.pipeline.exporting import ExportResult, export, export_model, inexact_convs, score_file
 from qnas.pipeline.latency import latency_check, latency_table, load_table
 from qnas.pipeline.progress import SILENT, Reporter
@@ -25,8 +26,8 @@ from qnas.pipeline.sensitivity import bits_agreement, sensitivity
 from qnas.pipeline.training import evaluate_policy, finetune, measure, train_baseline, train_supernet
 
 __all__ = [
-    "BASELINES", "SILENT", "Context", "ExportResult", "Reporter", "RunDir", "SearchResult", "bits_agreement",
-    "budget_constraints", "compare", "evaluate_policy", "pick_winners", "seed_run", "sensitivity", "export", "export_model", "finetune", "inexact_convs", "is_main_process",
+    "BASELINES", "SILENT", "Context", "DataCheck", "ExportResult", "Reporter", "RunDir", "SearchResult", "bits_agreement",
+    "budget_constraints", "check_data", "compare", "evaluate_policy", "pick_winners", "seed_run", "sensitivity", "export", "export_model", "finetune", "inexact_convs", "is_main_process",
     "latency_check", "latency_table", "load_table", "load_trained", "measure", "new_supernet", "policy_summary",
     "precision", "run", "score_file", "search", "train_baseline", "train_supernet", "with_target",
 ]

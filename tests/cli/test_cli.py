@@ -70,7 +70,7 @@ BAD_CONFIGS = {
     "non-numeric width": (lambda c: c["space"].update({"stage_channels": [32, "wide", 64]}),
                           "space.stage_channels[1]: expected an integer, got 'wide'"),
     "unknown dataset": (lambda c: c["data"].update({"dataset": "imagenet"}),
-                        "data.dataset: 'imagenet' is not allowed; allowed: ['cityscapes', 'digits']"),
+                        "data.dataset: 'imagenet' is not allowed; allowed: ['cityscapes', 'digits', 'folder']"),
     "class count": (lambda c: c["space"].update({"num_classes": 19}),
                     "space.num_classes: 19 does not match data.dataset 'digits', which has 11 classes"),
     "unknown network": (lambda c: c["space"].update({"network": "resnet"}),
