@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Smoke check for a machine with a CUDA GPU, under five minutes on one GPU:
 #   bash benchmarks/gpu_smoke.sh [OUT]        (OUT defaults to runs/gpu_smoke)
-# 1. QAT and float training-step times of three subnets on the GPU and on the CPU (same script);
+# 1. QAT and float training-step times of three subnets on the GPU (also with bf16 autocast of the
+#    float steps and channels_last: train.amp, train.channels_last) and on the CPU (same script),
+#    and the augmentation's cost per batch (data.augment);
 # 2. a short supernet training under torchrun with nccl on one GPU (benchmarks/gpu_smoke.yaml),
 #    ending with the largest and smallest subnets cut, BatchNorm-recalibrated and evaluated there;
 # 3. the uniform W8A8 policy cut, recalibrated and evaluated on the GPU (qnas eval), a short
@@ -19,6 +21,9 @@ python -c "import sys, torch; sys.exit(None if torch.cuda.is_available() else 'n
 python -c "import torch; print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0))"
 rm -rf "$out" && mkdir -p "$out"
 step "training step, GPU" python benchmarks/step_time.py --device cuda --repeats 10
+step "training step, GPU, bf16 autocast (float steps) + channels_last" \
+  python benchmarks/step_time.py --device cuda --repeats 10 --amp bf16 --channels-last
+step "augmentation cost per batch, GPU" python benchmarks/augment_cost.py --device cuda
 step "training step, CPU" python benchmarks/step_time.py --device cpu --threads 8 --repeats 3
 step "supernet training, torchrun + nccl, 1 GPU" \
   torchrun --standalone --nproc_per_node 1 -m qnas.cli.main train --config $cfg --out "$out/supernet" --quiet

@@ -18,9 +18,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from qnas.config import Config
+from qnas.data.augment import Augmentation, build_augmentation
 from qnas.data.loaders import make_loader
 from qnas.data.registry import build_split, check_data_config, dataset_kind
 from qnas.errors import QnasError
+from qnas.pipeline.threads import idle_threads, usable_cpus
 from qnas.space.genome import SearchSpace
 from qnas.space.policy import Policy, read_policy
 
@@ -67,6 +69,20 @@ class Context:
     def train_dataset(self) -> Dataset:
         return build_split(self.config.data, "train")
 
+    @cached_property
+    def augmentation(self) -> Augmentation | None:
+        """The training augmentation of ``data.augment`` (None when it is off)."""
+        return build_augmentation(self.config.data.augment, self.config.data.train_size, self.ignore_index)
+
+    @property
+    def loader_workers(self) -> int:
+        """``data.workers``, or by default none for in-memory data and up to 4 (one CPU left free) for files."""
+        workers = self.config.data.workers
+        if workers is None:
+            in_memory = dataset_kind(self.config.data.dataset).in_memory
+            workers = 0 if in_memory else max(0, min(4, usable_cpus() - 1))
+        return workers
+
     def loader(self, split: str, batch_size: int = 50) -> DataLoader:
         """An unshuffled loader over ``split`` ('val': final validation; 'search': search validation)."""
         return make_loader(self._split(split), batch_size, shuffle=False, seed=0)
@@ -105,9 +121,9 @@ class Context:
 
     # -- torch --------------------------------------------------------------------------------------
     def setup_torch(self) -> torch.device:
-        """Thread count, seed, and (under torchrun) the process group; returns this process's device."""
-        if self.config.train.threads:
-            torch.set_num_threads(self.config.train.threads)
+        """Thread count (``train.threads``, or the CPUs idle when the process started), seed, and (under
+        torchrun) the process group; returns this process's device."""
+        torch.set_num_threads(self.config.train.threads or idle_threads())
         torch.manual_seed(self.config.seed)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

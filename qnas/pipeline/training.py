@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from qnas.config import Config, config_hash
 from qnas.cost.bitops import genome_cost
 from qnas.errors import QnasError
@@ -43,8 +45,11 @@ def _train(ctx: Context, run: RunDir, supernet: Supernet, stages: list[Stage], s
     trainer = Trainer(supernet, stages, ctx.config.train, dataset, seed=ctx.config.seed if seed is None else seed,
                       checkpoint_path=run.checkpoint, log=run.log, extra_state=state,
                       device=next(supernet.parameters()).device, teacher=teacher,
-                      teacher_weight=ctx.config.train.finetune_distill)
-    run.log(f"{title}: {len(dataset)} training images, stages {[s.name for s in stages]}")
+                      teacher_weight=ctx.config.train.finetune_distill, augment=ctx.augmentation,
+                      workers=ctx.loader_workers)
+    run.log(f"{title}: {len(dataset)} training images, stages {[s.name for s in stages]}, "
+            f"{torch.get_num_threads()} threads, {ctx.loader_workers} loader processes"
+            + (f", augmented ({ctx.config.data.augment})" if ctx.augmentation else ""))
     tic = time.perf_counter()
     with reporter.training(title) as monitor:
         trainer.monitor = monitor

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,11 +20,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from qnas.config import TrainConfig
 from qnas.errors import CheckpointError, QnasError
 from qnas.supernet.network import Supernet
+from qnas.data.augment import batch_seed
 from qnas.train.checkpoint import load_checkpoint, save_checkpoint
 from qnas.train.loop import poly_lr
 from qnas.train.schedule import Stage, step_genomes
@@ -105,7 +106,8 @@ class Trainer:
                  seed: int, checkpoint_path: str | Path, monitor: TrainMonitor | None = None,
                  log: Callable[[str], None] | None = None, device: torch.device | str = "cpu",
                  extra_state: dict[str, Any] | None = None, teacher: nn.Module | None = None,
-                 teacher_weight: float = 0.0) -> None:
+                 teacher_weight: float = 0.0, augment: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]] | None = None,
+                 workers: int = 0) -> None:
         self.supernet = supernet.to(device)
         self.space = supernet.space
         self.stages = list(stages)
@@ -121,6 +123,12 @@ class Trainer:
         # a fixed network whose soft output single-subnet stages distil (fine-tuning from the supernet's largest)
         self.teacher = None if teacher is None else teacher.to(device).eval()
         self.teacher_weight = teacher_weight
+        self.augment = augment  # (images, labels, seed) -> the batch the step trains on (qnas.data.augment)
+        self.workers = workers  # loader processes reading the batches
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        if cfg.channels_last:
+            self.supernet.to(memory_format=torch.channels_last)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
@@ -146,6 +154,7 @@ class Trainer:
             "position": asdict(self.position),
             "stages": [s.name for s in self.stages],
             "torch_rng": torch.get_rng_state(),
+            "scaler": self.scaler.state_dict(),
             "finished": finished,
             **self.extra_state,
         }
@@ -181,6 +190,8 @@ class Trainer:
         self.position = Position(**state["position"])
         self.saved_step = self.position.step
         torch.set_rng_state(state["torch_rng"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     # -- training ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> Position:
@@ -208,10 +219,13 @@ class Trainer:
             batches = batch_indices(len(self.dataset), self.cfg.batch_size, self.seed, index, epoch,
                                     self.rank, self.world)
             first = start.batch if epoch == start.epoch else 0
-            for b in range(first, per_epoch):
+            for b, (images, labels) in enumerate(self._loader(batches[first:]), start=first):
                 lr = poly_lr(stage.lr, epoch * per_epoch + b, total)
                 tic = time.perf_counter()
-                loss = self.step(stage, *self._batch(batches[b]), lr)
+                images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+                if self.augment is not None:
+                    images, labels = self.augment(images, labels, batch_seed(self.seed, index, epoch, b, self.rank))
+                loss = self.step(stage, images, labels, lr)
                 losses.append(loss)
                 self.monitor.step_done(loss, lr, self.cfg.batch_size * self.world / (time.perf_counter() - tic))
                 self.position = Position(index, epoch, b + 1, self.position.step + 1)
@@ -225,11 +239,25 @@ class Trainer:
         mean = float(np.mean(losses)) if losses else float("nan")
         self.monitor.stage_finished(stage, mean)
 
-    def _batch(self, indices: np.ndarray) -> tuple[Tensor, Tensor]:
-        items = [self.dataset[int(i)] for i in indices]
-        images = torch.stack([x for x, _ in items]).to(self.device)
-        labels = torch.stack([y for _, y in items]).to(self.device)
-        return images, labels
+    def _loader(self, batches: Sequence[np.ndarray]) -> Iterator[tuple[Tensor, Tensor]]:
+        """The given batches of the dataset, in order, read by ``workers`` processes (0: this one). A user
+        error in a loader process (a bad mask) comes back as the same one-line error, not wrapped in
+        the worker's traceback."""
+        loader = iter(DataLoader(self.dataset, batch_sampler=[b.tolist() for b in batches],
+                                 num_workers=self.workers, pin_memory=self.device.type == "cuda"))
+        while True:
+            try:
+                batch = next(loader)
+            except StopIteration:
+                return
+            except QnasError as exc:
+                lines = [line for line in str(exc).splitlines() if line.strip()]
+                if len(lines) <= 1:
+                    raise
+                last = lines[-1]  # "qnas.errors.DataError: MESSAGE", the worker's original error
+                name = f"{type(exc).__module__}.{type(exc).__name__}: "
+                raise type(exc)(last[len(name):] if last.startswith(name) else last) from None
+            yield batch
 
     def step(self, stage: Stage, images: Tensor, labels: Tensor, lr: float) -> float:
         """One optimizer step of ``stage`` on a batch at learning rate ``lr``: every subnet the step
@@ -245,11 +273,15 @@ class Trainer:
         if self.teacher is not None and self.teacher_weight and len(genomes) == 1:
             with torch.no_grad():
                 fixed_teacher = self.teacher(images)
+        if self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        # mixed precision for float stages only: the fake quantizers' rounding must see float32 values
+        amp = self.amp_dtype is not None and not stage.quantize
         for i, genome in enumerate(genomes):
             self.supernet.set_genome(genome)
             last = i == len(genomes) - 1
             sync = contextlib.nullcontext() if last or not self.distributed else self.forward.no_sync()
-            with sync:
+            with sync, torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
                 logits, aux = self.forward(images)
                 loss = F.cross_entropy(logits, labels, ignore_index=self.ignore_index)
                 if cfg.aux_weight:
@@ -259,12 +291,13 @@ class Trainer:
                     loss = loss + cfg.distill_weight * distill_loss(logits, teacher, cfg.distill_temperature)
                 if self.teacher is not None and self.teacher_weight and len(genomes) == 1:
                     loss = loss + self.teacher_weight * distill_loss(logits, fixed_teacher, cfg.distill_temperature)
-                (loss / len(genomes)).backward()
+                self.scaler.scale(loss / len(genomes)).backward()
             if i == 0 and len(genomes) > 1:
                 teacher = logits.detach()
             total += loss.item()
         if not math.isfinite(total):
             self.optimizer.zero_grad(set_to_none=True)
             self._diverged(f"the loss is {total}")
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return total / len(genomes)

@@ -67,3 +67,8 @@ def test_run_on_files_writes_the_report_and_every_export(dataset: str, tmp_path:
     assert all(0.0 <= float(r["miou"]) <= 1.0 for r in rows)
     for row in rows:
         assert f"| {row['method']} | {row['precision']} | {row['miou']} |" in report
+    log = (out / "supernet" / "train.log").read_text()
+    if dataset == "cityscapes":  # the thesis-scale path: files read by a loader process, the standard augmentation
+        assert "1 loader processes, augmented (AugmentConfig(scale=(0.5, 2.0)" in log
+    else:
+        assert "0 loader processes" in log and "augmented" not in log

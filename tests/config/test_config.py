@@ -19,12 +19,21 @@ def test_shipped_configs_load() -> None:
     full = load_config(ROOT / "configs/digits-full.yaml")
     assert full.space == digits.space and full.deploy == digits.deploy  # policies and tables carry over
     assert full.train.finetune_epochs > digits.train.finetune_epochs
+    assert not digits.data.augment.enabled and digits.train.amp == "off"  # the default task is not augmented
+    assert city.data.augment.scale == (0.5, 2.0) and city.data.augment.flip == 0.5  # the standard recipe
 
 
 @pytest.mark.parametrize(
     "data, message",
     [
         ({"space": {"stem_chanels": [1, 2, 3]}}, "space.stem_chanels: unknown key"),
+        ({"data": {"augment": {"scale": [2.0, 0.5]}}}, r"data.augment.scale: must be \[LOW, HIGH\]"),
+        ({"data": {"augment": {"flip": 1.5}}}, "data.augment.flip: must be a probability"),
+        ({"data": {"augment": {"rotate": 10}}}, "data.augment.rotate: unknown key"),
+        ({"data": {"class_names": ["a", "b"], "ignore_index": 1}}, "data.ignore_index: 1 is a class id"),
+        ({"data": {"search_fraction": 1.0}}, "data.search_fraction: must be between 0 and 1"),
+        ({"data": {"workers": -1}}, "data.workers: must be >= 0"),
+        ({"train": {"amp": "fp8"}}, r"train.amp: 'fp8' is not allowed; allowed: \['off', 'bf16', 'fp16'\]"),
         ({"space": {"stage_channels": [16, "wide", 32]}}, r"space.stage_channels\[1\]: expected an integer"),
         ({"space": {"bits": [4, 9]}}, r"space.bits: 9 is not allowed"),
         ({"space": {"stem_channels": [1, 2]}}, "space.stem_channels: expected 3 values"),

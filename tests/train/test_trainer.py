@@ -137,3 +137,96 @@ def test_two_gloo_processes_keep_identical_replicas(small_spec: SpaceSpec, tiny_
     trained = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert trained and all(torch.equal(a[k], b[k]) for k in trained)
     assert load_checkpoint(tmp_path / "ddp.pt")["finished"]
+
+
+def _augmented(spec: SpaceSpec, cfg: TrainConfig, data: DigitScenes, path: Path, monitor=None,
+               workers: int = 0) -> Trainer:
+    from qnas.config import AugmentConfig
+    from qnas.data.augment import Augmentation
+
+    torch.manual_seed(0)
+    supernet = build_supernet(spec)
+    augment = Augmentation(AugmentConfig(scale=(0.75, 1.5), flip=0.5, jitter=(0.2, 0.2, 0.2, 0.0)), (32, 32), 255)
+    return Trainer(supernet, supernet_stages(cfg, supernet.space), cfg, data, seed=3, checkpoint_path=path,
+                   monitor=monitor, augment=augment, workers=workers)
+
+
+def test_augmented_run_read_by_loader_processes_resumes_exactly(small_spec: SpaceSpec, tiny_train: TrainConfig,
+                                                                 tiny_scenes: DigitScenes, tmp_path: Path) -> None:
+    whole = _augmented(small_spec, tiny_train, tiny_scenes, tmp_path / "whole.pt")
+    whole.run()
+    plain = _trainer(small_spec, tiny_train, tiny_scenes, tmp_path / "plain.pt")
+    plain.run()
+    assert not _equal_weights(whole.supernet, plain.supernet)  # the augmentation is really applied
+    cut = _augmented(small_spec, tiny_train, tiny_scenes, tmp_path / "cut.pt", monitor=_StopAfter(5), workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    resumed = _augmented(small_spec, tiny_train, tiny_scenes, tmp_path / "cut.pt", workers=2)
+    resumed.run(resume=True)
+    assert _equal_weights(resumed.supernet, whole.supernet)
+
+
+class _DtypeProbe:
+    """Records the dtype of the stem conv's output at every forward."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.seen: list[torch.dtype] = []
+        module.register_forward_hook(lambda m, i, o: self.seen.append(o.dtype))
+
+
+def test_mixed_precision_runs_the_float_stages_only(small_spec: SpaceSpec, tiny_train: TrainConfig,
+                                                    tiny_scenes: DigitScenes, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from qnas.train.schedule import Stage
+
+    cfg = replace(tiny_train, amp="bf16", channels_last=True)
+    trainer = _trainer(small_spec, cfg, tiny_scenes, tmp_path / "amp.pt")
+    probe = _DtypeProbe(trainer.supernet.layers.stem.ds1.pw.conv)
+    images = torch.stack([tiny_scenes[i][0] for i in range(4)])
+    labels = torch.stack([tiny_scenes[i][1] for i in range(4)])
+    float_stage, qat_stage = trainer.stages[0], trainer.stages[1]
+    assert not float_stage.quantize and qat_stage.quantize and isinstance(float_stage, Stage)
+    trainer.supernet.set_quantization(False)
+    loss = trainer.step(float_stage, images, labels, 1e-3)
+    assert set(probe.seen) == {torch.bfloat16} and loss == loss
+    probe.seen.clear()
+    trainer.supernet.set_quantization(True)
+    trainer.step(qat_stage, images, labels, 1e-3)
+    assert set(probe.seen) == {torch.float32}  # the quantizers' rounding sees float32
+    assert all(p.dtype == torch.float32 for p in trainer.supernet.parameters())
+    assert trainer.supernet.layers.stem.ds1.pw.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+class _BadItem(torch.utils.data.Dataset):
+    """Scenes whose item 5 is a broken file."""
+
+    ignore_index = 255
+
+    def __init__(self, scenes: DigitScenes) -> None:
+        self.scenes = scenes
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int):
+        from qnas.errors import DataError
+
+        if index == 5:
+            raise DataError("masks/train/five.png: mask ids 9 are neither a class (0 to 10) nor the ignore index 255")
+        return self.scenes[index]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bad_item_read_by_a_loader_process_is_the_same_one_line_error(
+        small_spec: SpaceSpec, tiny_train: TrainConfig, tiny_scenes: DigitScenes, tmp_path: Path, workers: int) -> None:
+    from qnas.errors import DataError
+
+    torch.manual_seed(0)
+    supernet = build_supernet(small_spec)
+    trainer = Trainer(supernet, supernet_stages(tiny_train, supernet.space), tiny_train, _BadItem(tiny_scenes), seed=3,
+                      checkpoint_path=tmp_path / "c.pt", workers=workers)
+    with pytest.raises(DataError) as error:
+        trainer.run()
+    assert str(error.value) == ("masks/train/five.png: mask ids 9 are neither a class (0 to 10) nor the ignore "
+                                "index 255")

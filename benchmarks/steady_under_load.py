@@ -1,0 +1,98 @@
+"""Training step time idle and beside one busy single-threaded process, before and after the CLI's
+passive OpenMP waiting and idle-CPU thread count (issue 16, point 5).
+
+Usage: python benchmarks/steady_under_load.py [--rounds 3] [--steps 6]
+
+Each measurement is a fresh process that times ``--steps`` supernet training steps of the default
+config (configs/digits.yaml: the sandwich of largest, smallest and a random subnet with in-place
+distillation, batch 16 at 64x64, QAT) after one warm-up step, and prints their median:
+
+- before: what qnas did until now: OpenMP's wait policy left to its default (spinning), torch's
+  default thread count (one per core);
+- after: what the CLI does now: ``import qnas.cli`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch
+  loads, and the thread count is the CPUs idle at start (``qnas.pipeline.threads.idle_threads``).
+
+"busy" runs ``python -c 'while True: pass'`` beside the measurement, started a second before it.
+Rounds interleave the four cases; the table gives each case's median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WORKER = r"""
+import sys, time, statistics
+mode, steps = sys.argv[1], int(sys.argv[2])
+if mode == "after":
+    import qnas.cli  # sets OMP_WAIT_POLICY before torch loads, as the qnas command does
+import torch
+from qnas.config import load_config
+from qnas.data import DigitScenes
+from qnas.supernet import build_supernet
+from qnas.train import Trainer, supernet_stages
+if mode == "after":
+    from qnas.pipeline.threads import idle_threads
+    torch.set_num_threads(idle_threads())
+config = load_config("configs/digits.yaml")
+torch.manual_seed(0)
+net = build_supernet(config.space)
+data = DigitScenes("train", 64, *config.data.train_size, seed=0)
+trainer = Trainer(net, supernet_stages(config.train, net.space), config.train, data, seed=0, checkpoint_path="/dev/null")
+stage = [s for s in trainer.stages if s.quantize][-1]
+net.set_quantization(True)
+images = torch.stack([data[i][0] for i in range(config.train.batch_size)])
+labels = torch.stack([data[i][1] for i in range(config.train.batch_size)])
+times = []
+for i in range(steps + 1):
+    trainer.position = trainer.position.__class__(step=i)
+    tic = time.perf_counter()
+    trainer.step(stage, images, labels, 1e-3)
+    times.append(time.perf_counter() - tic)
+print(torch.get_num_threads(), statistics.median(times[1:]))
+"""
+
+
+def measure(mode: str, busy: bool, steps: int) -> tuple[int, float]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        if spinner:
+            time.sleep(1.0)
+        out = subprocess.run([sys.executable, "-c", WORKER, mode, str(steps)], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
+    return int(out[0]), float(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+    cases = [(mode, busy) for busy in (False, True) for mode in ("before", "after")]
+    results: dict[tuple[str, bool], list[float]] = {c: [] for c in cases}
+    threads: dict[tuple[str, bool], int] = {}
+    for r in range(args.rounds):
+        for case in cases:
+            threads[case], seconds = measure(*case, args.steps)
+            results[case].append(seconds)
+            print(f"round {r + 1}: {case[0]:6s} {'busy' if case[1] else 'idle'}: {threads[case]} threads, "
+                  f"{seconds * 1000:.0f} ms per step", flush=True)
+    print("\n| machine | before: default OpenMP wait, torch's threads | after: passive wait, idle CPUs | after / before |")
+    print("|---|---|---|---|")
+    for busy in (False, True):
+        b, a = (statistics.median(results[(m, busy)]) for m in ("before", "after"))
+        print(f"| {'one busy process beside it' if busy else 'idle'} | {b * 1000:.0f} ms ({threads[('before', busy)]} threads) "
+              f"| {a * 1000:.0f} ms ({threads[('after', busy)]} threads) | {a / b:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Thread count and OpenMP wait policy: the CLI waits passively and leaves busy CPUs to others."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from qnas.pipeline.threads import busy_cpus, idle_threads, usable_cpus
+
+
+def test_the_cli_waits_passively_unless_told_otherwise() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    probe = "import qnas.cli, os; print(os.environ['OMP_WAIT_POLICY'])"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "ACTIVE"
+
+
+def test_a_busy_process_is_seen_and_left_its_cpu() -> None:
+    assert 1 <= idle_threads() <= usable_cpus()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = busy_cpus(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    if busy is None:  # no /proc: nothing is measured, all CPUs are used
+        return
+    assert busy >= 0.5  # the spinner holds (nearly) one CPU whatever else runs
