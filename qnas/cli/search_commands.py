@@ -9,7 +9,7 @@ from pathlib import Path
 from qnas.cli.command import Command, config_argument, context, int_between, seed_int
 from qnas.cli.progress import RichReporter
 from qnas.export.latency import backend_names
-from qnas.pipeline import compare, search, sensitivity
+from qnas.pipeline import compare, is_main_process, search, sensitivity
 from qnas.search import STRATEGIES
 from qnas.space import read_policy
 
@@ -45,6 +45,8 @@ def _search(args: argparse.Namespace) -> int:
                     latency_budget=args.latency_budget, lut=args.lut, force_lut=args.force_lut,
                     strategy=args.strategy, seed=args.seed, resume=args.resume, backend=args.backend,
                     reporter=RichReporter(args.quiet))
+    if not is_main_process():  # under torchrun: rank 0 reports
+        return 0
     best = result.search.best()
     for c in result.constraints:
         print(f"{c.name} budget {c.show(c.budget)}: best uses {c.show(best.metrics.get(c.name, c.measure(best.genome)))}")
@@ -113,7 +115,10 @@ SEARCH_COMMANDS = [
             "config's search section. Every candidate meets every budget before it is evaluated; fitness is "
             "search-validation mIoU of the cut subnet after BatchNorm recalibration, cached by genome. State is "
             "written after every evaluation and generation; --resume continues after a kill. Writes best.yaml, "
-            "evaluations.csv, pareto.csv, baselines.json and search.png to --out.",
+            "evaluations.csv, pareto.csv, baselines.json and search.png to --out. Under torchrun --nproc_per_node N "
+            "the N processes share each generation's evaluations and find what one process finds with the same "
+            "seed; rank 0 writes every file (set train.threads, e.g. 1, so that N processes do not each take "
+            "every CPU).",
             _arguments, _search),
     Command("compare", "fine-tune policies and uniform baselines at equal budget and tabulate them",
             "Train every given policy and the uniform W8A8 / W6A6 / W4A4 baselines with the same epochs "

@@ -18,7 +18,8 @@ from qnas.cost.bitops import genome_cost, weight_memory_bits
 from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.latency import Backend, get_backend
-from qnas.pipeline.context import Context
+from qnas.pipeline.context import Context, is_main_process
+from qnas.pipeline.distributed import barrier, shared_map
 from qnas.export.profiles import get_profile
 from qnas.pipeline.exporting import export_model, score_file
 from qnas.pipeline.latency import load_table
@@ -107,7 +108,10 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
            reporter: Reporter = SILENT) -> SearchResult:
     """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's),
     with a registered strategy (default: the config's); writes best.yaml, evaluations.csv, pareto.csv,
-    baselines.json and search.png. ``backend``: the table must have been measured with it."""
+    baselines.json and search.png. ``backend``: the table must have been measured with it.
+
+    Under ``torchrun`` the ranks share each generation's evaluations and all return the result a single
+    process with the same seed finds; rank 0 writes every file (the others read them to resume)."""
     output_folder(out)
     if backend is not None and not lut:
         raise QnasError("--backend names the runtime of the latency table; give the table with --lut")
@@ -139,17 +143,33 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
         if resume:
             clean_temporary_files(out)
         with reporter.searching(settings.evaluations) as monitor:
-            run = Search(ctx.space, constraints, evaluator, settings, out, monitor, identity)
+            run = Search(ctx.space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map,
+                         writer=is_main_process())
             history = run.run(resume=resume)
-        for warning in run.warnings:
+        for warning in run.warnings if is_main_process() else ():
             reporter.message(f"warning: {warning}")
-        best = _write_outputs(ctx, Path(out), supernet_run, run, history, constraints, evaluator, settings)
+        baselines = _baselines(ctx, evaluator)
+        best = _best_policy(ctx, supernet_run, run, constraints, settings)
+        if is_main_process():
+            _write_outputs(ctx, Path(out), best, run, history, constraints, baselines)
+        barrier()  # every rank returns once the outputs are complete
     return SearchResult(best, run, history, constraints)
 
 
-def _write_outputs(ctx: Context, out: Path, supernet_run: str | os.PathLike[str], run: Search,
-                   history: list[Candidate], constraints: list[Constraint], evaluator: SupernetEvaluator,
-                   settings: SearchSettings) -> Policy:
+def _baselines(ctx: Context, evaluator: SupernetEvaluator) -> dict[str, dict[str, Any]]:
+    """The metrics of the uniform baselines that ``ctx`` finds (shared among the ranks like the search's)."""
+    references = {}
+    for name in BASELINES:
+        try:
+            references[name] = ctx.policy(name).genome
+        except QnasError:
+            continue
+    return dict(zip(references, shared_map(evaluator, list(references.values()))))
+
+
+def _best_policy(ctx: Context, supernet_run: str | os.PathLike[str], run: Search, constraints: list[Constraint],
+                 settings: SearchSettings) -> Policy:
+    """The best candidate as a policy, with its metrics and where it came from."""
     best = run.best()
     checkpoint = checkpoint_file(supernet_run)
     provenance = {
@@ -163,7 +183,13 @@ def _write_outputs(ctx: Context, out: Path, supernet_run: str | os.PathLike[str]
     }
     metrics = {k: (round(v, 6) if k in ("miou", "pixel_acc") else v) for k, v in best.metrics.items()}
     name = f"searched_{settings.strategy}_" + "_".join(f"{c.name}{c.show(c.budget).split()[0]}" for c in constraints)
-    policy = Policy(name.rstrip("_"), best.genome, {"search_val_miou": metrics.pop("miou"), **metrics}, provenance)
+    return Policy(name.rstrip("_"), best.genome, {"search_val_miou": metrics.pop("miou"), **metrics}, provenance)
+
+
+def _write_outputs(ctx: Context, out: Path, policy: Policy, run: Search, history: list[Candidate],
+                   constraints: list[Constraint], baselines: dict[str, dict[str, Any]]) -> None:
+    """evaluations.csv, pareto.csv, baselines.json, search.png and, last, best.yaml."""
+    best = run.best()
     rows = [{"index": i, "generation": c.generation, **c.metrics,
              "genome": json.dumps(dict(c.genome), separators=(",", ":"))} for i, c in enumerate(run.cache.values())]
     write_csv(out / "evaluations.csv", rows)
@@ -173,18 +199,10 @@ def _write_outputs(ctx: Context, out: Path, supernet_run: str | os.PathLike[str]
     write_csv(out / "pareto.csv", [{"front": axis, "generation": c.generation, **c.metrics,
                                     "genome": json.dumps(dict(c.genome), separators=(",", ":"))}
                                    for axis, front in fronts.items() for c in front])
-    baselines = {}
-    for name in BASELINES:
-        try:
-            reference = ctx.policy(name)
-        except QnasError:
-            continue
-        baselines[name] = evaluator(reference.genome)
     atomic_write_text(out / "baselines.json", json.dumps(baselines, indent=2) + "\n")
     search_scatter(list(run.cache.values()), fronts, baselines, best, out / "search.png",
                    budgets={c.name: c.budget for c in constraints})
     write_policy(out / "best.yaml", policy, ctx.space)  # last: the search's outputs are complete once it exists
-    return policy
 
 
 def pick_winners(ctx: Context, folder: str | os.PathLike[str], budgets: list[str]) -> list[Policy]:

@@ -12,12 +12,12 @@ from qnas.search.constraints import (
     sample_feasible,
     smallest_costs,
 )
-from qnas.search.driver import Evaluator, Search, SearchMonitor, SearchSettings, pareto_front
+from qnas.search.driver import Evaluator, Mapper, Search, SearchMonitor, SearchSettings, pareto_front, serial_map
 from qnas.search.strategy import FITNESS, STRATEGIES, Candidate, Strategy, register_strategy
 from qnas.search import evolution, nsga2  # noqa: F401  (registers evolution, random, nsga2)
 
 __all__ = [
-    "FITNESS", "STRATEGIES", "BudgetError", "Candidate", "Constraint", "Evaluator", "Search", "SearchMonitor",
-    "SearchSettings", "Strategy", "check_achievable", "feasible", "pareto_front", "parse_budget",
-    "register_strategy", "sample_feasible", "smallest_costs",
+    "FITNESS", "STRATEGIES", "BudgetError", "Candidate", "Constraint", "Evaluator", "Mapper", "Search",
+    "SearchMonitor", "SearchSettings", "Strategy", "check_achievable", "feasible", "pareto_front", "parse_budget",
+    "register_strategy", "sample_feasible", "serial_map", "smallest_costs",
 ]

@@ -2,11 +2,14 @@
 
 Each generation the strategy proposes candidates (each meeting every constraint before it is
 evaluated), the evaluator scores the new ones, and the strategy picks the survivors among the
-parents and the children. The search never imports torch: it sees an ``Evaluator``.
+parents and the children. The search never imports torch: it sees an ``Evaluator``, and a
+``Mapper`` that runs it over a generation's new genomes (one after the other, or spread over the
+ranks of a process group: every rank then runs the same search and gets every result, and only
+the ``writer`` writes the files).
 
 Persistence (in ``folder``): ``evaluations.jsonl`` gets one line per evaluated genome as soon as
-it is evaluated; ``state.json`` (atomic) holds the parents and the generator state after every
-generation. A resumed search regenerates the interrupted generation's candidates from the saved
+the mapper yields its metrics; ``state.json`` (atomic) holds the parents and the generator state after
+every generation. A resumed search regenerates the interrupted generation's candidates from the saved
 generator state and finds the finished ones in the log, so it ends exactly where an
 uninterrupted run would have.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,13 +32,27 @@ from qnas.search.strategy import FITNESS, STRATEGIES, Candidate
 from qnas.space.genome import Genome, SearchSpace
 from qnas.space.policy import atomic_write_text
 
-__all__ = ["Evaluator", "SearchSettings", "Candidate", "SearchMonitor", "Search", "FITNESS", "pareto_front"]
+__all__ = ["Evaluator", "Mapper", "serial_map", "SearchSettings", "Candidate", "SearchMonitor", "Search", "FITNESS",
+           "pareto_front"]
 
 
 class Evaluator(Protocol):
     """Maps a genome to its metrics (at least ``miou``); the search never sees torch."""
 
     def __call__(self, genome: Genome) -> Mapping[str, float]: ...
+
+
+class Mapper(Protocol):
+    """Evaluates ``genomes`` and yields their metrics in their order, each as soon as it is known (the
+    search logs it then). Every process of a distributed search gets every genome's metrics."""
+
+    def __call__(self, evaluator: Evaluator, genomes: Sequence[Genome]) -> Iterator[Mapping[str, float]]: ...
+
+
+def serial_map(evaluator: Evaluator, genomes: Sequence[Genome]) -> Iterator[Mapping[str, float]]:
+    """One genome after the other, in this process."""
+    for genome in genomes:
+        yield evaluator(genome)
 
 
 @dataclass(frozen=True)
@@ -76,14 +93,21 @@ class _State:
 
 
 class Search:
-    """One search run in ``folder``; ``run(resume)`` returns every candidate in evaluation order."""
+    """One search run in ``folder``; ``run(resume)`` returns every candidate in evaluation order.
+
+    ``mapper`` evaluates each generation's new genomes (default: one after the other); ``writer``:
+    whether this process writes the log and the state (in a distributed search, only one does, and
+    the others read them when they resume)."""
 
     def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], evaluator: Evaluator,
                  settings: SearchSettings, folder: str | os.PathLike[str],
-                 monitor: SearchMonitor | None = None, identity: Mapping[str, Any] | None = None) -> None:
+                 monitor: SearchMonitor | None = None, identity: Mapping[str, Any] | None = None, *,
+                 mapper: Mapper = serial_map, writer: bool = True) -> None:
         self.space = space
         self.constraints = list(constraints)
         self.evaluator = evaluator
+        self.mapper = mapper
+        self.writer = writer
         self.settings = settings
         self.folder = Path(folder)
         self.monitor = monitor or _Silent()
@@ -98,6 +122,7 @@ class Search:
         self.identity = json.loads(json.dumps({"budgets": {c.name: c.budget for c in self.constraints},
                                                **(identity or {})}))
         self.warnings: list[str] = []
+        self._unsaved: _State | None = None  # the initial state, written with the first log line
 
     # -- persistence --------------------------------------------------------------------------
     def _load(self) -> _State:
@@ -134,8 +159,9 @@ class Search:
                     raise ValueError("no line end")
             except (ValueError, KeyError, TypeError, AttributeError, QnasError) as exc:
                 if good + len(raw) == len(data):  # the last line, cut by a kill: drop it
-                    with open(self.log_path, "r+b") as f:
-                        f.truncate(good)
+                    if self.writer:
+                        with open(self.log_path, "r+b") as f:
+                            f.truncate(good)
                     self.warnings.append(f"{self.log_path}: dropped its last line, cut off by a kill; that "
                                          "evaluation is done again")
                     break
@@ -148,33 +174,48 @@ class Search:
             good += len(raw)
 
     def _save(self, state: _State) -> None:
+        self._unsaved = None
+        if not self.writer:
+            return
         doc = {"settings": asdict(self.settings), "identity": self.identity, "generation": state.generation,
                "parents": state.parents, "rng": state.rng, "history": state.history}
         atomic_write_text(self.state_path, json.dumps(doc) + "\n")
 
     def _append(self, candidate: Candidate) -> None:
-        line = json.dumps({"genome": dict(candidate.genome), "metrics": dict(candidate.metrics),
-                           "generation": candidate.generation})
-        with open(self.log_path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if self._unsaved is not None:  # a log never exists without its state
+            self._save(self._unsaved)
+        if self.writer:
+            line = json.dumps({"genome": dict(candidate.genome), "metrics": dict(candidate.metrics),
+                               "generation": candidate.generation})
+            with open(self.log_path, "a") as f:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
         self.line[candidate.genome] = len(self.logged)
         self.logged.append(candidate.genome)
 
     # -- the search ---------------------------------------------------------------------------
-    def _evaluate(self, genome: Genome, generation: int) -> Candidate:
-        if genome not in self.cache:
+    def _evaluate(self, genomes: Sequence[Genome], generation: int) -> Iterator[Candidate]:
+        """The candidates of ``genomes`` in order; the new ones (each once, in order of first appearance)
+        go through the mapper in one call and each is logged as soon as its metrics arrive."""
+        new = [g for g in dict.fromkeys(genomes) if g not in self.cache]
+        for genome in new:
             if not feasible(genome, self.constraints):  # never evaluate an infeasible genome
                 raise AssertionError(f"infeasible candidate reached evaluation: {genome}")
-            metrics = {k: float(v) for k, v in self.evaluator(genome).items()}
-            if FITNESS not in metrics:
-                raise QnasError(f"the evaluator returned no {FITNESS!r}: {sorted(metrics)}")
-            self.cache[genome] = Candidate(genome, metrics, generation)
-            self._append(self.cache[genome])
-        candidate = self.cache[genome]
-        self.history.append(candidate)
-        return candidate
+        results = iter(self.mapper(self.evaluator, new))
+        for genome in genomes:
+            if genome not in self.cache:  # the next of ``new``
+                result = next(results, None)
+                if result is None:
+                    raise QnasError(f"the mapper yielded fewer results than the {len(new)} genomes it was given")
+                metrics = {k: float(v) for k, v in result.items()}
+                if FITNESS not in metrics:
+                    raise QnasError(f"the evaluator returned no {FITNESS!r}: {sorted(metrics)}")
+                self.cache[genome] = Candidate(genome, metrics, generation)
+                self._append(self.cache[genome])
+            candidate = self.cache[genome]
+            self.history.append(candidate)
+            yield candidate
 
     def run(self, resume: bool = False) -> list[Candidate]:
         s = self.settings
@@ -187,8 +228,8 @@ class Search:
         rng = np.random.default_rng(s.seed)
         if state.rng is not None:
             rng.bit_generator.state = state.rng
-        if not self.state_path.exists():  # before the first evaluation: a log never exists without its state
-            self._save(_State(0, [], rng.bit_generator.state, []))
+        if not self.state_path.exists():  # saved with the first log line, once every process has read the folder
+            self._unsaved = _State(0, [], rng.bit_generator.state, [])
         parents = [self.cache[self.space.validate(g)] for g in state.parents]
         self.history = []
         done = 0
@@ -199,10 +240,10 @@ class Search:
                 continue
             genomes = self.strategy.propose(generation, parents, rng)
             children = []
-            for genome in genomes:
-                children.append(self._evaluate(genome, generation))
+            for candidate in self._evaluate(genomes, generation):
+                children.append(candidate)
                 done += 1
-                self.monitor.evaluated(children[-1], done, s.evaluations)
+                self.monitor.evaluated(candidate, done, s.evaluations)
             pool = {c.genome: c for c in parents + children}  # parents compete with their children
             parents = self.strategy.survivors(list(pool.values()))
             best = max(self.cache.values(), key=lambda c: c.fitness)
