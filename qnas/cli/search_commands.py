@@ -26,6 +26,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-budget", metavar="MS", default=None,
                         help="INT8 latency budget from --lut: milliseconds or FACTORx:POLICY; "
                              "default: search.latency_budget")
+    parser.add_argument("--memory-budget", metavar="KIB", default=None,
+                        help="on-chip weight memory budget (weights at their bit widths plus a 32-bit scale and bias "
+                             "per channel, what an FPGA stores): KiB (e.g. 96) or relative to a policy (e.g. "
+                             "0.4x:uniform_w8a8); default: search.memory_budget")
     parser.add_argument("--lut", metavar="L", default=None, help="latency table (qnas latency-table)")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--backend", choices=backend_names(), default=None,
@@ -42,7 +46,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _search(args: argparse.Namespace) -> int:
     tic = time.perf_counter()
     result = search(context(args), args.supernet, args.out, bitops_budget=args.bitops_budget,
-                    latency_budget=args.latency_budget, lut=args.lut, force_lut=args.force_lut,
+                    latency_budget=args.latency_budget, memory_budget=args.memory_budget, lut=args.lut, force_lut=args.force_lut,
                     strategy=args.strategy, seed=args.seed, resume=args.resume, backend=args.backend,
                     reporter=RichReporter(args.quiet))
     if not is_main_process():  # under torchrun: rank 0 reports

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from qnas.space.networks import network_plan
 from qnas.space.spec import SpaceSpec
 
-__all__ = ["Cost", "genome_cost", "weight_memory_bits"]
+__all__ = ["Cost", "genome_cost", "weight_memory_bits", "weight_memory_bytes"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,8 @@ def weight_memory_bits(spec: SpaceSpec, genome: Mapping[str, int]) -> int:
     folded): what the deployed network stores."""
     convs = network_plan(spec, genome, 64, 64).convs()
     return sum(c.cout * c.fan_in * c.wbits + 64 * c.cout for c in convs)
+
+
+def weight_memory_bytes(spec: SpaceSpec, genome: Mapping[str, int]) -> float:
+    """``weight_memory_bits`` in bytes: on-chip memory for the weights, the FPGA budget beside BitOps."""
+    return weight_memory_bits(spec, genome) / 8

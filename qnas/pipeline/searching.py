@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qnas.config import config_hash, to_dict
-from qnas.cost.bitops import genome_cost, weight_memory_bits
+from qnas.cost.bitops import genome_cost, weight_memory_bits, weight_memory_bytes
 from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.latency import Backend, get_backend
@@ -30,6 +30,7 @@ from qnas.pipeline.progress import SILENT, Reporter
 from qnas.pipeline.runs import checkpoint_file, load_trained, saved_config
 from qnas.pipeline.training import finetune, train_baseline
 from qnas.quant.targets import Target, get_target
+from qnas.search.constraints import check_achievable
 from qnas.search import Candidate, Constraint, Search, SearchSettings, pareto_front, parse_budget
 from qnas.space.genome import Genome
 from qnas.stats import summarize, welch_difference
@@ -69,9 +70,9 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def budget_constraints(ctx: Context, bitops_budget: str | None, latency_budget: str | None,
-                       table: LatencyTable | None) -> list[Constraint]:
-    """The constraints of the budgets: GBitOps at the deployment resolution and milliseconds from the
-    latency table, each absolute or ``FACTORx:POLICY``."""
+                       table: LatencyTable | None, memory_budget: str | None = None) -> list[Constraint]:
+    """The constraints of the budgets: GBitOps at the deployment resolution, milliseconds from the
+    latency table and KiB of weight memory, each absolute or ``FACTORx:POLICY``."""
     spec, hw = ctx.spec, ctx.deploy_hw
 
     def bitops(g: Genome) -> float:
@@ -90,6 +91,12 @@ def budget_constraints(ctx: Context, bitops_budget: str | None, latency_budget: 
 
         budget = parse_budget(latency_budget, "latency", lambda n: latency(ctx.policy(n).genome))
         constraints.append(Constraint("latency_ms", latency, budget, "ms"))
+    if memory_budget:
+        def memory(g: Genome) -> float:
+            return weight_memory_bytes(spec, g)
+
+        budget = parse_budget(memory_budget, "memory", lambda n: memory(ctx.policy(n).genome), 1024)
+        constraints.append(Constraint("memory", memory, budget, "KiB", 1024))
     return constraints
 
 
@@ -102,7 +109,7 @@ class SearchResult:
 
 
 def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.PathLike[str], *,
-           bitops_budget: str | None = None, latency_budget: str | None = None,
+           bitops_budget: str | None = None, latency_budget: str | None = None, memory_budget: str | None = None,
            lut: str | os.PathLike[str] | None = None, force_lut: bool = False, strategy: str | None = None,
            seed: int | None = None, resume: bool = False, backend: str | None = None,
            reporter: Reporter = SILENT) -> SearchResult:
@@ -117,7 +124,9 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
         raise QnasError("--backend names the runtime of the latency table; give the table with --lut")
     table = load_table(lut, backend, force=force_lut, ctx=ctx) if lut else None
     constraints = budget_constraints(ctx, bitops_budget or ctx.config.search.bitops_budget,
-                                     latency_budget or ctx.config.search.latency_budget, table)
+                                     latency_budget or ctx.config.search.latency_budget, table,
+                                     memory_budget or ctx.config.search.memory_budget)
+    check_achievable(ctx.space, constraints)  # before the folder is made: an impossible budget leaves nothing
     settings = SearchSettings(**asdict(ctx.config.search))
     settings = replace(settings, strategy=strategy or settings.strategy,
                        seed=settings.seed if seed is None else seed)
@@ -127,7 +136,7 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
 
     def costs(g: Genome) -> dict[str, float]:
         cost = genome_cost(spec, g, *hw)
-        metrics = {"bitops": float(cost.bitops), "macs": float(cost.macs)}
+        metrics = {"bitops": float(cost.bitops), "macs": float(cost.macs), "memory": weight_memory_bytes(spec, g)}
         if table is not None:
             metrics["latency_ms"] = table.predict(spec, g)
         return metrics
@@ -316,7 +325,8 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
             row["agreement_deployed"] = round(min(f["agreement"] for f in files), 5)
         row.update(gbitops=round(metrics["bitops"] / 1e9, 3), gmacs=round(metrics["macs"] / 1e9, 4),
                    params_m=round(metrics["params"] / 1e6, 4),
-                   size_kb=round(weight_memory_bits(ctx.spec, policy.genome) / 8 / 1e3, 1))
+                   size_kb=round(weight_memory_bits(ctx.spec, policy.genome) / 8 / 1e3, 1),
+                   memory_kib=round(weight_memory_bytes(ctx.spec, policy.genome) / 1024, 1))
         if table is not None:
             row["latency_pred_ms"] = round(table.predict(ctx.spec, policy.genome), 3)
             row["latency_meas_ms"] = round(_measured_latency(ctx, seed_run(out, policy, 0), policy, table), 3)
@@ -330,8 +340,8 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
     text = (f"# Comparison ({ctx.config.data.dataset}, {training}, equal epochs, {seeds} seed(s))\n\n"
             + target_line(target) + "\n\n" + compare_table(rows) + "\n\n"
             f"mIoU on the validation split{' (mean ± std over seeds)' if seeds > 1 else ''}; GBitOps and GMACs at "
-            f"{ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}; size = weights at their bit widths + 32-bit scale and bias per "
-            "channel; latency: INT8 on the table's runtime (predicted: table sum; measured: the exported integer "
+            f"{ctx.deploy_hw[0]}x{ctx.deploy_hw[1]}; memory_kib = weights at their bit widths + 32-bit scale and "
+            "bias per channel, in KiB (what --memory-budget limits; size_kb in compare.csv: the same in kB); latency: INT8 on the table's runtime (predicted: table sum; measured: the exported integer "
             "model)" + "".join(f"; latency_meas_{n}_ms: the exported file measured on {n}" for n in engines)
             + (f"; miou_deployed: the `{target.profile}` file of every seed run in {get_profile(target.profile).runtime} "
                "on the validation split, agreement_deployed: the lowest share of pixels whose class it agrees on with "
@@ -346,7 +356,7 @@ def target_line(target: Target) -> str:
     return f"Target `{target.name}` ({target.describe()}): {target.why}."
 
 
-SHOWN = ("method", "precision", "miou", "miou_deployed", "agreement_deployed", "gbitops", "gmacs", "params_m", "size_kb", "latency_pred_ms",
+SHOWN = ("method", "precision", "miou", "miou_deployed", "agreement_deployed", "gbitops", "gmacs", "params_m", "memory_kib", "latency_pred_ms",
          "latency_meas_ms")
 
 

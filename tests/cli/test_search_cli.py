@@ -44,6 +44,31 @@ def test_search_under_a_relative_bitops_budget(supernet_run: Path, tmp_path: Pat
     assert set(json.loads((out / "baselines.json").read_text())) == {"uniform_w8a8", "uniform_w6a6", "uniform_w4a4"}
 
 
+def test_search_under_a_memory_budget(supernet_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from qnas.cost.bitops import weight_memory_bytes
+
+    out = tmp_path / "search"
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out),
+                 "--memory-budget", "0.6x:uniform_w8a8", "--quiet"]) == 0
+    space = SearchSpace(load_config(TINY).space)
+    budget = 0.6 * weight_memory_bytes(space.spec, read_policy(W8, space).genome)
+    with open(out / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(float(r["memory"]) <= budget for r in rows)
+    assert all(weight_memory_bytes(space.spec, space.validate(json.loads(r["genome"]))) == float(r["memory"])
+               for r in rows)
+    best = read_policy(out / "best.yaml", space)
+    assert weight_memory_bytes(space.spec, best.genome) <= budget
+    assert best.provenance["budgets"]["memory"] == pytest.approx(budget)  # beside the config's BitOps budget
+    printed = capsys.readouterr().out
+    assert f"memory budget {budget / 1024:.4g} KiB: best uses" in printed
+    # an absolute budget below every genome's memory is refused in one line
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "none"),
+                 "--memory-budget", "0.5", "--quiet"]) == 2
+    assert "memory" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
 def test_random_control_and_impossible_budget(supernet_run: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "random"
@@ -56,6 +81,7 @@ def test_random_control_and_impossible_budget(supernet_run: Path, tmp_path: Path
                  "--bitops-budget", "0.001", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "smallest achievable bitops is" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
     assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "y"),
                  "--bitops-budget", "half", "--quiet"]) == 2
     assert "not a number or FACTORx:POLICY" in capsys.readouterr().err

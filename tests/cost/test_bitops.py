@@ -39,3 +39,24 @@ def test_bitops_scale_with_bits(small_space: SearchSpace) -> None:
         g = small_space.sample(rng)
         c = genome_cost(spec, g, 64, 128)
         assert c.bitops_searchable < c.bitops <= c.macs * 64
+
+
+def test_weight_memory_is_what_the_frozen_network_stores(small_space: SearchSpace) -> None:
+    """Analytic weight memory = every frozen conv's weights at its weight bits + 32-bit scale and bias per channel."""
+    import torch
+
+    from qnas.cost.bitops import weight_memory_bits, weight_memory_bytes
+    from qnas.supernet import build_supernet, freeze
+    from qnas.supernet.ops import QConv2d
+
+    torch.manual_seed(0)
+    net = build_supernet(small_space.spec)
+    rng = np.random.default_rng(3)
+    for genome in [small_space.uniform(8, 3, 6, 3), small_space.uniform(4, 5, 3, 2), small_space.sample(rng),
+                   small_space.sample(rng)]:
+        convs = [m for m in freeze(net, genome).modules() if isinstance(m, QConv2d)]
+        counted = sum(m.weight.numel() * m.weight_quant.grid_bits + 64 * m.out_channels for m in convs)
+        assert weight_memory_bits(small_space.spec, genome) == counted
+        assert weight_memory_bytes(small_space.spec, genome) == counted / 8
+    w8, w4 = (weight_memory_bytes(small_space.spec, small_space.uniform(b, 3, 6, 3)) for b in (8, 4))
+    assert w4 < w8 < 2 * w4 + 1  # halving the bits nearly halves it (the stem's and classifier's bits are fixed)
