@@ -18,40 +18,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 
 from qnas.config import load_config
-from qnas.data import ConfusionMeter, make_loader
+from qnas.data import AgreementMeter, ConfusionMeter, make_loader
 from qnas.export.latency import get_backend
 from qnas.export.openvino import compile_openvino, int8_coverage
+from qnas.export.qonnx import qonnx_runner
 from qnas.export.trt import widen_for_int8
 from qnas.pipeline import Context, export_model, load_trained
 from qnas.space import read_policy
 from qnas.train import cut_subnet
-
-
-class Agreement:
-    def __init__(self, classes: int) -> None:
-        self.meter = ConfusionMeter(classes)
-        self.agree = self.total = 0
-        self.max_diff = 0.0
-
-    def update(self, out: np.ndarray, ref: np.ndarray, labels: torch.Tensor) -> None:
-        self.meter.update(torch.from_numpy(out.argmax(1)), labels)
-        self.agree += int((ref.argmax(1) == out.argmax(1)).sum())
-        self.total += ref.shape[0] * ref.shape[2] * ref.shape[3]
-        self.max_diff = max(self.max_diff, float(np.abs(ref - out).max()))
-
-
-def _qonnx_runner(model: onnx.ModelProto):
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-
-    wrapper = ModelWrapper(model)
-    return lambda x: execute_onnx(wrapper, {"image": x})["logits"]
 
 
 def main() -> None:
@@ -90,9 +69,9 @@ def main() -> None:
         as_written = ort.SessionOptions()
         as_written.add_session_config_entry("session.disable_quant_qdq", "1")
         ov_written = ort.InferenceSession(ov_model.SerializeToString(), as_written, providers=["CPUExecutionProvider"])
-        qonnx_run = _qonnx_runner(export("qonnx"))
+        qonnx_run = qonnx_runner(export("qonnx"))
         ref_meter, wide_meter = ConfusionMeter(classes), ConfusionMeter(classes)
-        files = {name: Agreement(classes) for name in ("ort", "trt", "openvino", "openvino as written", "qonnx")}
+        files = {name: AgreementMeter(classes) for name in ("ort", "trt", "openvino", "openvino as written", "qonnx")}
         qonnx_ref = ConfusionMeter(classes)
         for i, (images, labels) in enumerate(make_loader(ctx.loader("val").dataset, 1, shuffle=False, seed=0)):
             with torch.no_grad():
@@ -113,7 +92,7 @@ def main() -> None:
                                      ("openvino as written", "model (onnxruntime, no Q/DQ fusion)", ref_meter),
                                      ("qonnx", f"model (first {args.qonnx_images} scenes)", qonnx_ref)):
             a = files[name]
-            rows.append(f"| {policy.name} | {name} | {compared} | {a.agree / a.total:.5f} | {a.max_diff:.3g} | "
+            rows.append(f"| {policy.name} | {name} | {compared} | {a.agreement():.5f} | {a.max_diff:.3g} | "
                         f"{base.miou():.4f} | {a.meter.miou():.4f} |")
         rows.append(f"| {policy.name} | (widening itself) | model | | | {ref_meter.miou():.4f} | "
                     f"{wide_meter.miou():.4f} (widened, PyTorch) |")

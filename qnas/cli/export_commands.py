@@ -1,4 +1,4 @@
-"""``qnas export``: a trained policy as an ONNX file of a registered profile."""
+"""``qnas export``: a trained policy as the file of a registered profile (ONNX, or a brevitas model)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     names = profile_names()
     parser.add_argument("--format", required=True, choices=names,
                         help="; ".join(f"{name}: {PROFILES[name].help}" for name in names))
-    parser.add_argument("--out", required=True, metavar="FILE", help="ONNX file to write (atomically)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="file to write (atomically): ONNX, or for brevitas a .pt state dict")
     parser.add_argument("--height", type=int, default=None, help="input height (default: deploy.height)")
     parser.add_argument("--width", type=int, default=None, help="input width (default: deploy.width)")
 
@@ -40,11 +40,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 EXPORT_COMMANDS = [
-    Command("export", "export a policy as an ONNX file",
+    Command("export", "export a policy as an ONNX file or a brevitas model",
             "Cut the policy's subnet from a trained run, recalibrate its BatchNorm as eval does, fold BatchNorm "
             "into the convs and write ONNX. --format qonnx: QONNX for FINN-style flows, every tensor at its searched "
             "bit width; ort: an onnxruntime graph whose every conv runs as an integer kernel (checked in the "
-            "optimized graph); trt: symmetric int8 Q/DQ for TensorRT; onnx-fp32: the float twin. The file is "
-            "written atomically.",
+            "optimized graph); trt: symmetric int8 Q/DQ for TensorRT; onnx-fp32: the float twin; brevitas: a brevitas "
+            "model (state dict and policy, read back by qnas.export.load_brevitas) for brevitas' own tools and its "
+            "QONNX exporter. The file is written atomically.",
             _arguments, _export),
 ]

@@ -12,7 +12,7 @@ from typing import Union
 import numpy as np
 import torch
 
-__all__ = ["confusion_matrix", "iou_from_confusion", "miou", "pixel_accuracy", "ConfusionMeter"]
+__all__ = ["confusion_matrix", "iou_from_confusion", "miou", "pixel_accuracy", "ConfusionMeter", "AgreementMeter"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -117,3 +117,31 @@ class ConfusionMeter:
 
     def pixel_accuracy(self) -> float:
         return pixel_accuracy(self.matrix)
+
+
+class AgreementMeter:
+    """How one model's logits compare with a reference's on the same images: the share of pixels whose
+    class agrees, the largest |logit difference|, and both models' confusion matrices against the labels
+    (``meter`` for the compared model, ``reference`` for the reference)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.meter = ConfusionMeter(num_classes, ignore_index)
+        self.reference = ConfusionMeter(num_classes, ignore_index)
+        self.agree = self.total = 0
+        self.max_diff = 0.0
+
+    def update(self, out: ArrayLike, ref: ArrayLike, labels: ArrayLike) -> None:
+        """Add a batch: ``out`` and ``ref`` are logits [N, C, H, W], ``labels`` [N, H, W]."""
+        out, ref = (np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a) for a in (out, ref))
+        if out.shape != ref.shape:
+            raise ValueError(f"compared logits {out.shape} and reference logits {ref.shape} differ in shape")
+        pred, expected = out.argmax(1), ref.argmax(1)
+        self.meter.update(pred, labels)
+        self.reference.update(expected, labels)
+        self.agree += int((pred == expected).sum())
+        self.total += expected.size
+        self.max_diff = max(self.max_diff, float(np.abs(ref - out).max()) if out.size else 0.0)
+
+    def agreement(self) -> float:
+        """The share of pixels (all pixels, labelled or not) whose class agrees; NaN before any update."""
+        return self.agree / self.total if self.total else float("nan")

@@ -55,10 +55,10 @@ class IntegerCodesGraph(GraphWriter):
         self._conv_inputs(x, layer, op)
         if not float32_exact(layer.worst_case_sum(with_bias=bias is not None)):
             self.inexact_convs.append(layer.label)
-        inputs = [self._float_codes(x), self._weight_codes(layer)]
+        inputs = [self._conv_input(self._float_codes(x)), self._weight_codes(layer)]
         if bias is not None:
             inputs.append(self._const("b_codes", bias.astype(np.float32)))
-        acc = self._node("Conv", inputs, "acc", **conv_attributes(op))
+        acc = self._conv_output(self._node("Conv", inputs, "acc", **conv_attributes(op)))
         return self._rescaled(acc, layer)
 
     def conv(self, x: QTensor, layer: LayerParams, op: Conv, out: Grid) -> QTensor:

@@ -132,10 +132,22 @@ def conv_attributes(op: Conv) -> dict:
                 dilations=[op.dilation, op.dilation], group=op.groups)
 
 
+NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
+
+
 class GraphWriter:
-    """Node and initializer bookkeeping plus the operators every profile writes the same way."""
+    """Node and initializer bookkeeping plus the operators every profile writes the same way.
+
+    ``channels_last``: the tensors between convs are N, H, W, C (graph input and output stay N, C, H, W,
+    each behind a ``Transpose``); each ``Conv``, which ONNX defines on N, C, H, W, reads and writes
+    through a ``Transpose`` (``_conv_input`` / ``_conv_output``, called by the writers that support the
+    layout). It is the form qonnx's ``ConvertToChannelsLastAndClean`` produces: that transformation then
+    only cancels each conv's transposes against the ones it inserts.
+    """
 
     opsets: tuple[tuple[str, int], ...] = (("", OPSET),)
+    channels_last = False
 
     def __init__(self, name: str = "qnas") -> None:
         self.name = name
@@ -161,10 +173,27 @@ class GraphWriter:
         self.nodes.append(helper.make_node(op, list(inputs), [out], name=f"{op}_{out}", domain=domain, **attrs))
         return out
 
-    @staticmethod
-    def _channel(values: np.ndarray) -> np.ndarray:
-        """A per-channel [C] vector as a float32 [1, C, 1, 1] constant."""
-        return np.asarray(values, np.float32).reshape(1, -1, 1, 1)
+    def _channel(self, values: np.ndarray) -> np.ndarray:
+        """A per-channel [C] vector as a float32 constant that broadcasts over the channel axis: [1, C, 1, 1],
+        or [C] channels-last (no batch axis: hls4ml's converter broadcasts constants over H, W, C)."""
+        return np.asarray(values, np.float32).reshape((-1,) if self.channels_last else (1, -1, 1, 1))
+
+    @property
+    def _channel_axis(self) -> int:
+        return 3 if self.channels_last else 1
+
+    def _layout(self, shape: Sequence[int]) -> list[int]:
+        """An N, C, H, W shape in the order the writer's tensors hold it."""
+        n, c, *hw = shape
+        return [n, *hw, c] if self.channels_last else [n, c, *hw]
+
+    def _conv_input(self, x: str) -> str:
+        """A tensor as a ``Conv`` reads it (N, C, H, W)."""
+        return self._node("Transpose", [x], "nchw", perm=list(NHWC_TO_NCHW)) if self.channels_last else x
+
+    def _conv_output(self, y: str) -> str:
+        """A ``Conv``'s output in the writer's layout."""
+        return self._node("Transpose", [y], "nhwc", perm=list(NCHW_TO_NHWC)) if self.channels_last else y
 
     @staticmethod
     def _conv_inputs(x: QTensor, layer: LayerParams, op: Conv) -> None:
@@ -186,13 +215,18 @@ class GraphWriter:
 
     # -- graph ends -----------------------------------------------------------------------------
     def input(self, name: str, shape: Sequence[int]) -> FTensor:
+        """The graph input, N, C, H, W (``shape``); a ``channels_last`` writer transposes it."""
         self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
+        if self.channels_last:
+            name = self._node("Transpose", [name], "nhwc", perm=list(NCHW_TO_NHWC))
         return FTensor(name, tuple(shape))
 
     def output(self, x: FTensor, name: str) -> None:
+        """A graph output, N, C, H, W."""
         if not isinstance(x, FTensor):
             raise TypeError("graph outputs are real-valued tensors")
-        self.nodes.append(helper.make_node("Identity", [x.name], [name]))
+        source = self._node("Transpose", [x.name], "nchw", perm=list(NHWC_TO_NCHW)) if self.channels_last else x.name
+        self.nodes.append(helper.make_node("Identity", [source], [name]))
         self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(x.shape)))
 
     # -- operators shared by every profile ---------------------------------------------------------
@@ -204,22 +238,30 @@ class GraphWriter:
         it copies values, so it is exact on codes of any encoding."""
         if tuple(size) == x.shape[2:]:
             return x
-        sizes = self._const("sizes", np.array([x.shape[0], x.shape[1], *size], dtype=np.int64))
-        name = self._node("Resize", [x.name, "", "", sizes], "resize", mode="nearest",
-                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         shape = (x.shape[0], x.shape[1], *size)
+        name = self._resize(x.name, x.shape, shape)
         return QTensor(name, x.grid, shape) if isinstance(x, QTensor) else FTensor(name, shape)
+
+    def _resize(self, x: str, shape: Sequence[int], out: Sequence[int]) -> str:
+        """The nearest ``Resize`` node from N, C, H, W ``shape`` to ``out``, given by its output ``sizes``."""
+        sizes = self._const("sizes", np.array(self._layout(out), dtype=np.int64))
+        return self._node("Resize", [x, "", "", sizes], "resize", mode="nearest",
+                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
     def concat(self, xs: Sequence[QTensor]) -> QTensor:
         """Channel concatenation of tensors on one grid (exact: quantization commutes with it)."""
         grids = {(x.grid.scale, x.grid.zero_point) for x in xs}
         if len(grids) != 1:
             raise ValueError("concatenated integer tensors must share one scale and zero point")
-        name = self._node("Concat", [x.name for x in xs], "concat", axis=1)
+        name = self._concat([x.name for x in xs])
         channels = sum(x.shape[1] for x in xs)
         lo, hi = min(x.grid.lo for x in xs), max(x.grid.hi for x in xs)
         grid = Grid(xs[0].grid.scale, xs[0].grid.zero_point, lo, hi)
         return QTensor(name, grid, (xs[0].shape[0], channels, *xs[0].shape[2:]))
+
+    def _concat(self, names: Sequence[str]) -> str:
+        """The channel ``Concat`` node(s) of ``names``."""
+        return self._node("Concat", list(names), "concat", axis=self._channel_axis)
 
     def model(self) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)

@@ -5,7 +5,8 @@ A profile is a function ``export(model, height, width) -> onnx.ModelProto`` regi
 itself, or its widened copy for int8-only engines) and ``exact`` says whether the file equals it
 bit for bit when its runtime executes it (``runner(model)``: a function of the input, loaded once;
 ``run(model, x)``: one call); the CLI's ``--format`` choices and the parametrized tests come from
-this registry.
+this registry. ``serialize(file) -> bytes`` is what ``qnas export`` writes (an ONNX model's bytes, unless the
+profile's export returns something else, as ``brevitas``'s model does).
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExportProfile", "Runner", "onnxruntime_runner", "run_onnxruntime", "PROFILES", "register_profile", "get_profile", "profile_names"]
+__all__ = ["ExportProfile", "Runner", "onnx_bytes", "onnxruntime_runner", "run_onnxruntime", "PROFILES", "register_profile", "get_profile", "profile_names"]
 
 # modules whose import registers the built-in profiles (imported on first lookup)
-BUILTIN = ("qnas.export.qonnx", "qnas.export.ort", "qnas.export.trt", "qnas.export.openvino", "qnas.export.fp32")
+BUILTIN = ("qnas.export.qonnx", "qnas.export.ort", "qnas.export.trt", "qnas.export.openvino", "qnas.export.fp32",
+           "qnas.export.brevitas",
+           "qnas.export.fpga")  # qonnx-hls4ml
 
 
 def _identity(model: Any) -> Any:
     return model
+
+
+def onnx_bytes(model: Any) -> bytes:
+    return model.SerializeToString()
 
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -54,6 +61,7 @@ class ExportProfile:
     runner: Callable[[Any], Runner] = onnxruntime_runner
     reference: Callable[[Any], Any] = _identity
     exact: bool = True  # equals ``reference(model)`` bit for bit (False: float, or rounding-boundary flips)
+    serialize: Callable[[Any], bytes] = onnx_bytes  # the bytes of the file ``qnas export`` writes
 
     def run(self, model: Any, x: np.ndarray) -> np.ndarray:
         """The file's first output for input ``x`` in the profile's runtime."""
@@ -64,7 +72,8 @@ PROFILES: dict[str, ExportProfile] = {}
 
 
 def register_profile(name: str, *, help: str, suffix: str, runtime: str, runner: Callable | None = None,
-                     reference: Callable | None = None, exact: bool = True) -> Callable:
+                     reference: Callable | None = None, exact: bool = True,
+                     serialize: Callable[[Any], bytes] = onnx_bytes) -> Callable:
     """Register ``export(model, height, width) -> ModelProto`` as profile ``name``; ``runner(model)`` loads a
     file in its runtime (default: onnxruntime's CPU provider)."""
 
@@ -72,7 +81,7 @@ def register_profile(name: str, *, help: str, suffix: str, runtime: str, runner:
         if name in PROFILES:
             raise ValueError(f"export profile {name!r} is already registered")
         PROFILES[name] = ExportProfile(name, export, help, suffix, runtime, runner or onnxruntime_runner,
-                                       reference or _identity, exact)
+                                       reference or _identity, exact, serialize)
         return export
 
     return decorate

@@ -7,6 +7,15 @@ activation bit width (signed narrow or unsigned), and its weight codes behind a 
 reproduces the model's logits bit for bit. ``qonnx.util.inference_cost`` reads the unit-scale
 Quant nodes as INTb / UINTb tensors and counts the same BitOps as ``qnas cost``.
 
+Between convs the tensors are channels-last (N, H, W, C: ``GraphWriter.channels_last``); the graph
+input and the logits stay N, C, H, W, and each ``Conv`` reads and writes through a ``Transpose``.
+That is the form in which FPGA front ends take a QONNX file: hls4ml's and FINN's QONNX ingestion
+starts with qonnx's ``cleanup_model`` and ``ConvertToChannelsLastAndClean``, which here only cancels
+each conv's transposes against the ones it inserts. On a channels-first graph that transformation
+moves transposes one node at a time (minutes for this network) and, where a residual stream forks,
+moves one past the first reader only and feeds the other readers the wrong layout
+(qonnx 1.0 ``MoveChanFirstDownstream``): the result no longer executes.
+
 Brevitas' own QONNX export puts dequantized (scaled) tensors through the Conv, whose float sums
 then depend on summation order; that is why this writer emits the integer form itself.
 """
@@ -32,6 +41,7 @@ class QonnxGraph(IntegerCodesGraph):
     """A QONNX writer: codes are float32 integers, the output of a unit-scale ``Quant`` node."""
 
     opsets = (("", OPSET), (QUANT_DOMAIN, 1))
+    channels_last = True
 
     def _quant(self, x: str, bits: int, signed: bool, narrow: bool, stem: str) -> str:
         f32 = np.float32

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from qnas.quant.functional import (
+    _positive_alpha,
     act_codes,
     act_levels,
     max_clip,
@@ -109,6 +110,11 @@ class PACTActivationQuant(_ElasticBits):
     def active_alpha(self) -> Tensor:
         """The 0-dim alpha of the active bit width (a view, so gradients reach ``alpha``)."""
         return self.alpha[self._index]
+
+    def clip(self) -> Tensor:
+        """The 0-dim clip the active grid uses (``|alpha|`` floored at 1e-4, detached): its step is this
+        divided by ``act_levels(grid_bits, signed)``, a quantizer's threshold in brevitas' terms."""
+        return _positive_alpha(self.active_alpha().detach(), self.alpha.dtype)
 
     def grid_scale(self) -> Tensor:
         """The 0-dim step of the active grid (what ``forward`` multiplies its integer codes by)."""

@@ -39,6 +39,24 @@ def test_every_format_writes_a_file_that_runs(supernet_run: Path, tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
 
 
+def test_brevitas_format_writes_a_model_that_loads_back(supernet_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from qnas.config import load_config
+    from qnas.export import load_brevitas
+    from qnas.space import SearchSpace
+
+    out = tmp_path / "w4_brevitas.pt"
+    assert main(["export", "--config", TINY, "--checkpoint", str(supernet_run), "--policy", W4,
+                 "--format", "brevitas", "--out", str(out), "--height", "32", "--width", "64"]) == 0
+    assert "wrote" in capsys.readouterr().out and [p.name for p in tmp_path.iterdir()] == [out.name]
+    model = load_brevitas(out, SearchSpace(load_config(TINY).space))
+    assert {bits.weight for bits in model.bits.values()} >= {4}
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 64)).shape == (1, 11, 32, 64)
+
+
 def test_export_errors_are_one_line_and_leave_no_file(supernet_run: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "bad.yaml"

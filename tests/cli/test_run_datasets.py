@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from qnas.cli.main import main
+from qnas.export.profiles import PROFILES, profile_names
 from tests.data.fakes import FOLDER_CLASSES, write_cityscapes, write_folder
 
 HERE = Path(__file__).resolve().parent
-PROFILE_SUFFIXES = ("_fp32.onnx", "_int8.onnx", "_openvino_qdq.onnx", "_qonnx.onnx", "_trt_qdq.onnx")
+PROFILE_SUFFIXES = tuple(PROFILES[name].suffix for name in profile_names())  # every registered profile
 
 
 def _config(tmp_path: Path, name: str, root: Path) -> str:
@@ -57,10 +58,10 @@ def test_run_on_files_writes_the_report_and_every_export(dataset: str, tmp_path:
                  "compare/compare.csv"):
         assert (out / path).is_file(), path
     exported = sorted(p.name for p in (out / "export").iterdir())
-    assert len(exported) == len(PROFILE_SUFFIXES)
-    for suffix in PROFILE_SUFFIXES:
-        assert sum(n.endswith(suffix) for n in exported) == 1, suffix
-        assert f"(export/{next(n for n in exported if n.endswith(suffix))})" in report
+    stem = next(n for n in exported if n.endswith("_brevitas.pt"))[:-len("_brevitas.pt")]
+    assert exported == sorted(stem + suffix for suffix in PROFILE_SUFFIXES)  # one file per registered profile
+    for name in exported:
+        assert f"(export/{name})" in report
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"uniform_w8a8", "uniform_w4a4"} <= {r["method"] for r in rows}

@@ -107,3 +107,35 @@ def check_codes(pairs, out: np.ndarray, ref: np.ndarray, atol: float) -> int:
     distance = np.abs(np.abs(value[flipped] - np.floor(value[flipped])) - 0.5)
     assert distance.max() <= 1e-5 * max(1.0, float(np.abs(value).max())), (label, float(distance.max()))
     return int(flipped.sum())
+
+
+def brevitas_codes(subnet, model, x: torch.Tensor) -> list:
+    """The codes of every quantizer (each conv's input, then its output quantizer if it has one) on the
+    subnet's grids in the evaluated model and in its brevitas model (``qnas.export.brevitas``), in execution
+    order, with the evaluated model's value before rounding: the pairs ``check_codes`` reads."""
+    seen: dict[str, dict[str, torch.Tensor]] = {"model": {}, "brevitas": {}}
+    quantizers, hooks = [], []
+
+    def record(module, side: str, label: str, relu: bool = False) -> None:
+        def hook(m, args):
+            seen[side][label] = torch.relu(args[0]) if relu else args[0]
+        hooks.append(module.register_forward_pre_hook(hook))
+
+    for op in subnet.plan(*x.shape[-2:]).convs():
+        unit, brev = subnet.unit(op.label), model.unit(op.label)
+        record(unit.conv, "model", op.label)
+        record(brev.input_quant, "brevitas", op.label)
+        quantizers.append((op.label, unit.conv.act_quant))
+        if unit.out_quant is not None:
+            record(unit.out_quant, "model", op.label + ".out")
+            record(brev.act, "brevitas", op.label + ".out", relu=op.relu)  # QuantReLU reads the conv's output
+            quantizers.append((op.label + ".out", unit.out_quant))
+    with torch.no_grad():
+        subnet(x), model(x)
+    for h in hooks:
+        h.remove()
+    pairs = []
+    for label, quant in quantizers:
+        a, b = (quant.codes(seen[side][label])[0].numpy().astype(np.int64) for side in ("model", "brevitas"))
+        pairs.append((label, a, b, _scaled_input(quant, seen["model"][label])))
+    return pairs

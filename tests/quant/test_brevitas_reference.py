@@ -1,51 +1,19 @@
-"""Our quantizers against brevitas' integer quantizers given the same scales: identical values and codes.
+"""Our quantizers against brevitas' integer quantizers given the same clips: identical values and codes.
 
-brevitas computes ``clamp(round(x / s), min_int, max_int) * s``; its scale is ``scaling_init``
-divided by an integer scaling (made 1 here, so that the scale is passed exactly).
+The brevitas quantizers are the ones the ``brevitas`` export builds (``qnas.export.brevitas``): a learned
+scale whose initial value is the clip, divided by brevitas' integer scaling (the grid's levels), so its
+scale is PACT's ``clip / levels``; brevitas then computes ``clamp(round(x / s), min_int, max_int) * s``.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 brevitas_nn = pytest.importorskip("brevitas.nn")
-from brevitas.inject import ExtendedInjector  # noqa: E402
-from brevitas.inject.enum import RestrictValueType, ScalingImplType, ScalingPerOutputType  # noqa: E402
-from brevitas.quant.base import NarrowIntQuant, UintQuant  # noqa: E402
-from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver  # noqa: E402
 
-from qnas.quant import act_codes, max_clip, pact_quantize, weight_codes, weight_quantize  # noqa: E402
-
-
-class _ScaleAsGiven(nn.Module):
-    """brevitas divides scaling_init by this; 1 passes our scale through untouched."""
-
-    def __init__(self) -> None:  # brevitas' dependency injection needs an explicit, argument-free __init__
-        super().__init__()
-
-    def forward(self, bit_width: torch.Tensor, signed: bool | None = None) -> torch.Tensor:
-        return torch.ones_like(bit_width)
-
-
-class _ConstScale(ExtendedInjector):
-    scaling_impl_type = ScalingImplType.CONST
-    restrict_scaling_type = RestrictValueType.FP
-    int_scaling_impl = _ScaleAsGiven
-    bit_width = 8
-
-
-class _Weights(_ConstScale, NarrowIntQuant, WeightQuantSolver):
-    scaling_per_output_type = ScalingPerOutputType.CHANNEL
-
-
-class _UnsignedActs(_ConstScale, UintQuant, ActQuantSolver):
-    scaling_per_output_type = ScalingPerOutputType.TENSOR
-
-
-class _SignedActs(_ConstScale, NarrowIntQuant, ActQuantSolver):
-    scaling_per_output_type = ScalingPerOutputType.TENSOR
+from qnas.export.brevitas import brevitas_quantizers  # noqa: E402
+from qnas.quant import max_clip, pact_quantize, weight_codes, weight_quantize  # noqa: E402
 
 
 def _inputs(seed: int, alpha: float) -> torch.Tensor:
@@ -60,8 +28,8 @@ def _inputs(seed: int, alpha: float) -> torch.Tensor:
 def test_pact_equals_brevitas_activation_quantizer(bits: int, signed: bool) -> None:
     alpha = torch.tensor(2.5)
     x = _inputs(bits, 2.5)
-    _, scale = act_codes(x, alpha, bits, signed)
-    injector = (_SignedActs if signed else _UnsignedActs).let(bit_width=bits, scaling_init=scale)
+    quantizers = brevitas_quantizers()
+    injector = (quantizers.int_act if signed else quantizers.uint_act).let(bit_width=bits, scaling_init=alpha)
     reference = brevitas_nn.QuantIdentity(act_quant=injector, return_quant_tensor=False)
     assert torch.equal(reference(x), pact_quantize(x, alpha, bits, signed))
 
@@ -70,9 +38,9 @@ def test_pact_equals_brevitas_activation_quantizer(bits: int, signed: bool) -> N
 def test_weight_quantizer_equals_brevitas_per_channel_narrow_quantizer(bits: int) -> None:
     w = _inputs(10 + bits, 0.3)[:, :4, :3, :3].contiguous()
     clip = max_clip(w)
-    codes, scale = weight_codes(w, bits, clip)
-    conv = brevitas_nn.QuantConv2d(4, 2, 3, bias=False,
-                                   weight_quant=_Weights.let(bit_width=bits, scaling_init=scale))
+    codes, _ = weight_codes(w, bits, clip)
+    injector = brevitas_quantizers().weight.let(bit_width=bits, scaling_init=clip.reshape(-1, 1, 1, 1))
+    conv = brevitas_nn.QuantConv2d(4, 2, 3, bias=False, weight_quant=injector)
     with torch.no_grad():
         conv.weight.copy_(w)
     reference = conv.quant_weight()
