@@ -36,7 +36,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="the runtime the latency budget is for: --lut must have been measured with it")
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), default=None,
                         help="evolution (the thesis's), nsga2 (multi-objective: the whole Pareto front of mIoU against "
-                             "BitOps and latency in one search) or random (the control, as many evaluations); "
+                             "BitOps and latency in one search), random (the control, as many evaluations) or gumbel "
+                             "(SqueezeNAS's differentiable search: Gumbel-softmax over every gene, cross-entropy plus "
+                             "the expected cost, the cost weight grown while the most probable genome misses a budget; "
+                             "settings in search.gumbel; writes gumbel.jsonl and probabilities.png); "
                              "default: search.strategy")
     parser.add_argument("--seed", type=seed_int, default=None, help="search seed (default: search.seed)")
     parser.add_argument("--resume", action="store_true", help="continue the search in --out after a kill")

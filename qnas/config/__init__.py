@@ -5,6 +5,7 @@ from qnas.config.schema import (
     AugmentConfig,
     CompareConfig,
     Config,
+    GumbelConfig,
     DataConfig,
     DeployConfig,
     PhaseConfig,
@@ -17,6 +18,6 @@ from qnas.config.schema import (
 )
 
 __all__ = [
-    "AugmentConfig", "CompareConfig", "Config", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_difference", "config_hash",
+    "AugmentConfig", "CompareConfig", "Config", "GumbelConfig", "DataConfig", "DeployConfig", "PhaseConfig", "QuantConfig", "SearchConfig", "TrainConfig", "config_difference", "config_hash",
     "dump_yaml", "from_dict", "load_config", "to_dict",
 ]

@@ -13,7 +13,7 @@ from qnas.quant.targets import DEFAULT_TARGET, TARGETS
 from qnas.space.spec import SpaceSpec
 
 __all__ = [
-    "SEED_LIMIT", "check_seed", "config_difference", "AugmentConfig", "CompareConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
+    "SEED_LIMIT", "check_seed", "config_difference", "AugmentConfig", "CompareConfig", "GumbelConfig", "Config", "DataConfig", "DeployConfig", "QuantConfig", "PhaseConfig", "SearchConfig", "TrainConfig", "load_config",
     "config_hash",
 ]
 
@@ -191,6 +191,41 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class GumbelConfig:
+    """SqueezeNAS's differentiable search (``search.strategy: gumbel``, METHOD.md §8): architecture parameters
+    over every gene of a trained supernet, optimized through a Gumbel-softmax relaxation against the
+    cross-entropy plus the expected cost; the supernet's weights stay as trained."""
+
+    steps: int = 300  # optimizer steps on the training split
+    batch_size: int | None = None  # default: train.batch_size
+    lr: float = 0.05  # Adam on the architecture parameters
+    tau_start: float = 5.0  # Gumbel-softmax temperature, annealed geometrically ...
+    tau_end: float = 1.0  # ... to this
+    prune_below: float = 0.005  # a choice whose probability falls below this is removed (0: never)
+    cost: str = "bitops"  # what is penalized without a budget: bitops, macs, latency (needs --lut), memory
+    alpha: float = 0.5  # the cost weight: loss = CE + alpha * E[cost] / cost scale (grown while over a budget)
+    alpha_growth: float = 1.05  # per step: alpha of a budget the argmax genome misses grows by this, else shrinks
+    samples: int = 8  # genomes drawn from the final distribution and evaluated beside the argmax one
+    checkpoint_every: int = 10  # steps between saved states (a killed search resumes from the last)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "checkpoint_every"):
+            _positive(name, getattr(self, name))
+        if self.batch_size is not None:
+            _positive("batch_size", self.batch_size)
+        if self.samples < 0:
+            raise FieldError("samples", f"must be >= 0, got {self.samples}")
+        if not (0 < self.tau_end <= self.tau_start):
+            raise FieldError("tau_end", f"must be in (0, tau_start], got {self.tau_end} (tau_start {self.tau_start})")
+        if not 0.0 <= self.prune_below < 0.5:
+            raise FieldError("prune_below", f"must be in [0, 0.5), got {self.prune_below}")
+        if self.cost not in ("bitops", "macs", "latency", "memory"):
+            raise FieldError("cost", f"{self.cost!r} is not allowed; allowed: bitops, macs, latency, memory")
+        if not self.lr > 0 or not self.alpha >= 0 or not self.alpha_growth >= 1:
+            raise FieldError("lr", "lr must be > 0, alpha >= 0 and alpha_growth >= 1")
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     """The search (METHOD.md §6); budgets are absolute or FACTORx:POLICY (e.g. 0.5x:uniform_w8a8)."""
 
@@ -208,6 +243,7 @@ class SearchConfig:
     strategy: str = "evolution"  # a registered strategy: evolution, random (its control), nsga2 (a whole front)
     winners: tuple[str, ...] = ()  # BitOps budgets (FACTORx:POLICY or GBitOps) at which `qnas run` picks a
     #                                policy from the search's front; empty: the one at bitops_budget
+    gumbel: GumbelConfig = field(default_factory=GumbelConfig)  # strategy gumbel's settings
 
     def __post_init__(self) -> None:
         for name in ("population", "parents", "generations", "max_tries"):

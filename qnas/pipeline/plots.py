@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["latency_scatter", "search_scatter", "compare_plot", "sensitivity_plot"]
+__all__ = ["latency_scatter", "search_scatter", "compare_plot", "sensitivity_plot", "probability_plot"]
 
 
 def _pyplot():
@@ -123,5 +123,29 @@ def sensitivity_plot(rows, path: str | os.PathLike[str], *, title: str) -> None:
     ax.set_ylabel("mIoU change (points)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def probability_plot(history, genes, path: str | os.PathLike[str]) -> None:
+    """A differentiable search's choice probabilities over its steps as one heat map: a row per (gene,
+    choice), a column per step (``history``: the log's entries, each with ``step`` and ``probs``; ``genes``:
+    label -> choices). A gene ends up decided where one of its rows turns bright and the others dark."""
+    import numpy as np
+
+    plt = _pyplot()
+    rows = [(label, i, choice) for label, choices in genes.items() for i, choice in enumerate(choices)]
+    values = np.array([[e["probs"][label][i] for e in history] for label, i, _ in rows])
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.075 * len(rows)))
+    steps = [e["step"] for e in history] or [0]
+    image = ax.imshow(values, aspect="auto", interpolation="nearest", vmin=0.0, vmax=1.0, cmap="viridis",
+                      extent=(steps[0] - 0.5, steps[-1] + 0.5, len(rows) - 0.5, -0.5))
+    ax.set_yticks(range(len(rows)), [f"{label} = {choice}" for label, _, choice in rows], fontsize=4)
+    ends = np.cumsum([len(c) for c in genes.values()])[:-1]
+    for end in ends:
+        ax.axhline(end - 0.5, color="white", lw=0.3)
+    ax.set_xlabel("step")
+    ax.set_title("probability of each gene's choices over the search", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
     _save(fig, path)
     plt.close(fig)

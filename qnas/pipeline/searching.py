@@ -22,6 +22,7 @@ from qnas.pipeline.context import Context, is_main_process
 from qnas.pipeline.distributed import barrier, shared_map
 from qnas.export.profiles import get_profile
 from qnas.pipeline.exporting import export_model, score_file
+from qnas.pipeline.gumbel import gumbel_search
 from qnas.pipeline.latency import load_table
 from qnas.pipeline.lock import FolderLock, clean_temporary_files
 from qnas.pipeline.paths import output_folder
@@ -31,7 +32,7 @@ from qnas.pipeline.runs import checkpoint_file, load_trained, saved_config
 from qnas.pipeline.training import finetune, train_baseline
 from qnas.quant.targets import Target, get_target
 from qnas.search.constraints import check_achievable
-from qnas.search import Candidate, Constraint, Search, SearchSettings, pareto_front, parse_budget
+from qnas.search import STRATEGIES, Candidate, Constraint, Search, SearchSettings, pareto_front, parse_budget
 from qnas.space.genome import Genome
 from qnas.stats import summarize, welch_difference
 from qnas.space.policy import Policy, atomic_write_text, read_policy, write_policy
@@ -151,10 +152,15 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     with FolderLock(out):
         if resume:
             clean_temporary_files(out)
-        with reporter.searching(settings.evaluations) as monitor:
-            run = Search(ctx.space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map,
-                         writer=is_main_process())
-            history = run.run(resume=resume)
+        if STRATEGIES[settings.strategy].relaxed:  # differentiable: qnas.pipeline.gumbel
+            run = gumbel_search(ctx, supernet, Path(out), constraints, settings, evaluator, table, identity,
+                                resume=resume, reporter=reporter, writer=is_main_process())
+            history = list(run.cache.values())
+        else:
+            with reporter.searching(settings.evaluations) as monitor:
+                run = Search(ctx.space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map,
+                             writer=is_main_process())
+                history = run.run(resume=resume)
         for warning in run.warnings if is_main_process() else ():
             reporter.message(f"warning: {warning}")
         baselines = _baselines(ctx, evaluator)
@@ -190,6 +196,11 @@ def _best_policy(ctx: Context, supernet_run: str | os.PathLike[str], run: Search
         "seed": settings.seed,
         "evaluations": len(run.cache),
     }
+    if STRATEGIES[settings.strategy].relaxed:
+        provenance.update(steps=run.steps, gumbel=asdict(settings.gumbel),
+                          chosen="the most probable genome" if best.genome == run.chosen and not run.warnings else
+                          ("the most probable genome drawn that meets every budget" if best.genome == run.chosen
+                           else "a genome drawn from the final distribution, best on search-val"))
     metrics = {k: (round(v, 6) if k in ("miou", "pixel_acc") else v) for k, v in best.metrics.items()}
     name = f"searched_{settings.strategy}_" + "_".join(f"{c.name}{c.show(c.budget).split()[0]}" for c in constraints)
     return Policy(name.rstrip("_"), best.genome, {"search_val_miou": metrics.pop("miou"), **metrics}, provenance)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qnas.config import SearchConfig
+from qnas.config import GumbelConfig, SearchConfig
 from qnas.errors import QnasError
 from qnas.search.constraints import Constraint, check_achievable, feasible
 from qnas.search.strategy import FITNESS, STRATEGIES, Candidate
@@ -60,6 +60,8 @@ class SearchSettings(SearchConfig):
     """The config's search numbers (``SearchConfig``), the strategy checked against the registry."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.gumbel, Mapping):  # from asdict(SearchConfig)
+            object.__setattr__(self, "gumbel", GumbelConfig(**self.gumbel))
         super().__post_init__()
         if self.strategy not in STRATEGIES:
             raise QnasError(f"search strategy {self.strategy!r} is not allowed; allowed: {sorted(STRATEGIES)}")
@@ -117,6 +119,8 @@ class Search:
         self.line: dict[Genome, int] = {}  # where each evaluated genome sits in the log
         self.logged: list[Genome] = []
         self.history: list[Candidate] = []  # every candidate, in order (cache hits repeat)
+        if STRATEGIES[settings.strategy].relaxed:
+            raise QnasError(f"strategy {settings.strategy!r} is differentiable; run it with qnas.pipeline.search")
         self.strategy = STRATEGIES[settings.strategy](space, constraints, settings)
         # what else defines this search (budgets, supernet, config): a resume must match it
         self.identity = json.loads(json.dumps({"budgets": {c.name: c.budget for c in self.constraints},
@@ -138,6 +142,7 @@ class Search:
             raise QnasError(f"{self.state_path} is damaged (not a search state); remove {self.folder} to start "
                             "again") from None
         current = json.loads(json.dumps(asdict(self.settings)))  # as JSON holds them
+        current.pop("gumbel", None)  # strategy gumbel's settings: not this driver's (and absent from older states)
         for name, (was, now) in {**{k: (saved[0].get(k), v) for k, v in current.items()},
                                  **{k: (saved[1].get(k), v) for k, v in self.identity.items()}}.items():
             if was != now:

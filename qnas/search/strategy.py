@@ -19,7 +19,7 @@ import numpy as np
 from qnas.search.constraints import Constraint
 from qnas.space.genome import Genome, SearchSpace
 
-__all__ = ["FITNESS", "Candidate", "Strategy", "STRATEGIES", "register_strategy"]
+__all__ = ["FITNESS", "Candidate", "Strategy", "STRATEGIES", "register_strategy", "generation_strategies"]
 
 FITNESS = "miou"
 
@@ -39,6 +39,7 @@ class Strategy:
     """The base: keep the best ``settings.parents`` candidates by fitness (parents and children compete)."""
 
     name = "?"
+    relaxed = False  # True: a differentiable strategy, run by qnas.pipeline.gumbel rather than the driver
 
     def __init__(self, space: SearchSpace, constraints: Sequence[Constraint], settings: Any) -> None:
         self.space = space
@@ -69,3 +70,8 @@ def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
         return cls
 
     return decorate
+
+
+def generation_strategies() -> list[str]:
+    """The registered strategies the generation driver runs (every one but the differentiable ones)."""
+    return sorted(name for name, cls in STRATEGIES.items() if not cls.relaxed)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from qnas.space.spec import SpaceSpec
 
 __all__ = ["NetworkFamily", "NETWORKS", "register_network", "network_family", "network_plan", "gene_table",
-           "space_units", "NOMINAL_HW"]
+           "space_units", "UnitChoices", "unit_choices", "NOMINAL_HW"]
 
 NOMINAL_HW = (256, 256)  # the resolution at which resolution-free questions (genes, bit widths) are asked
 
@@ -88,18 +88,57 @@ def gene_table(spec: SpaceSpec, depths: Mapping[str, int] | None = None) -> tupl
     return _cached_genes(spec, tuple(sorted((depths or {}).items())))
 
 
+@dataclass(frozen=True)
+class UnitChoices:
+    """A unit of the deepest network and what the genes can make of it.
+
+    ``genes``: the shape genes asked inside it; ``variants``: for each combination of their values (in
+    ``genes`` order) a plan holding the unit so shaped, every other gene at its largest choice. ``depth``:
+    the depth gene that decides whether the unit exists, and ``present``, the values at which it does
+    (None and all: it always exists).
+    """
+
+    unit: Unit
+    genes: tuple[Gene, ...]
+    variants: tuple[tuple[tuple[int, ...], Plan], ...]
+    depth: Gene | None = None
+    present: tuple[int, ...] = ()
+
+
+@lru_cache(maxsize=16)
+def unit_choices(spec: SpaceSpec, height: int, width: int) -> tuple[UnitChoices, ...]:
+    """Every unit of the deepest network with its shape variants and the depth that decides whether it
+    exists: what the space's genes do to each unit, gene by gene (``space_units``, expected costs, the
+    relaxed supernet). A unit whose existence depends on more than one depth gene is refused."""
+    deepest = _builder(spec, RecordingPicker(), height, width)
+    depth_genes = [g for _, g in deepest.asked if g.kind == "depth"]
+    presence = {g.label: {v: {u.label for u in _build(spec, RecordingPicker(depths={g.label: v}), height, width).units}
+                          for v in g.choices} for g in depth_genes}
+    out = []
+    for unit in deepest.units:
+        genes = tuple(g for owner, g in deepest.asked if owner == unit.label and g.kind == "arch")
+        variants = tuple((values, _build(spec, RecordingPicker(values=dict(zip((g.label for g in genes), values))),
+                                         height, width))
+                         for values in itertools.product(*(g.choices for g in genes)))
+        deciding = [g for g in depth_genes if not all(unit.label in labels for labels in presence[g.label].values())]
+        if len(deciding) > 1:
+            raise ValueError(f"unit {unit.label!r}: its existence depends on several depth genes "
+                             f"({[g.label for g in deciding]}), which expected costs cannot factor")
+        depth = deciding[0] if deciding else None
+        present = tuple(v for v in depth.choices if unit.label in presence[depth.label][v]) if depth else ()
+        out.append(UnitChoices(unit, genes, variants, depth, present))
+    return tuple(out)
+
+
 def space_units(spec: SpaceSpec, height: int, width: int) -> list[tuple[Unit, Plan]]:
     """Every distinct latency unit any genome of the space can contain, with a plan that holds it.
 
     Each unit of the deepest network is built with every combination of the shape genes asked
     inside it (bit widths do not change a unit); the other genes stay at their largest choice.
     """
-    deepest = _builder(spec, RecordingPicker(), height, width)
     seen: dict[str, tuple[Unit, Plan]] = {}
-    for unit in deepest.units:
-        genes = [g for owner, g in deepest.asked if owner == unit.label and g.kind == "arch"]
-        for values in itertools.product(*(g.choices for g in genes)):
-            plan = _build(spec, RecordingPicker(values=dict(zip((g.label for g in genes), values))), height, width)
-            variant = plan.unit(unit.label)
+    for choices in unit_choices(spec, height, width):
+        for _, plan in choices.variants:
+            variant = plan.unit(choices.unit.label)
             seen.setdefault(variant.key, (variant, plan))
     return list(seen.values())

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from qnas.errors import QnasError
-from qnas.search import STRATEGIES, Candidate, Search, SearchSettings
+from qnas.search import Candidate, Search, SearchSettings, generation_strategies
 from qnas.space import Genome, SearchSpace
 from tests.search.test_search import SMALL, FakeEvaluator, _budget
 
@@ -124,7 +124,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", generation_strategies())
 @pytest.mark.parametrize("world", [2, 3])
 def test_ranks_sharing_evaluations_equal_one_process(small_space: SearchSpace, tmp_path: Path, strategy: str,
                                                      world: int) -> None:

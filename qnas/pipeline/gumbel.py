@@ -1,0 +1,229 @@
+"""Strategy ``gumbel``: SqueezeNAS's differentiable search on a trained supernet (``qnas.search.gumbel``).
+
+Only the architecture parameters are optimized; the supernet's weights stay as trained. The supernet
+was trained for every subnet (sandwich rule, METHOD.md §4), so its shared weights already rank the
+subnets; training them further through the relaxed mixture would fit them to the mixture, not to the
+discrete subnets that are deployed, and would cost a backward pass through every weight. The
+relaxed forward uses batch statistics and leaves the supernet's BatchNorm statistics alone.
+
+Each step: a training batch chosen by (seed, step), Gumbel noise from a generator seeded by (seed, step),
+the relaxed forward, cross-entropy plus the budgets' weighted expected costs, one Adam step, then the
+cost weights' update and pruning. ``gumbel.jsonl`` gets a line per step (temperature, losses, expected
+costs, the most probable genome's costs, pruned choices, every gene's probabilities);
+``gumbel_state.pt`` (atomic) holds the parameters, the optimizer, the cost weights and the live
+choices every ``checkpoint_every`` steps, so a killed search resumes at its last state and ends where an
+uninterrupted one ends. ``probabilities.png`` shows each gene's probabilities over the search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from qnas.cost.expected import ExpectedCost, expected_cost, one_hot
+from qnas.cost.latency import LatencyTable
+from qnas.errors import QnasError
+from qnas.pipeline.context import Context
+from qnas.pipeline.plots import probability_plot
+from qnas.pipeline.progress import SILENT, Reporter
+from qnas.search import Candidate, Constraint, SearchSettings
+from qnas.search.gumbel import final_candidates, prune, temperature, update_alphas, argmax_genome
+from qnas.space.genome import Genome
+from qnas.space.policy import atomic_write_text
+from qnas.supernet.network import Supernet
+from qnas.supernet.relaxed import RelaxedSupernet, choice_probabilities, gumbel_weights
+
+__all__ = ["GumbelRun", "gumbel_search", "penalties", "LOG", "STATE"]
+
+LOG = "gumbel.jsonl"
+STATE = "gumbel_state.pt"
+_KIND = {"bitops": "bitops", "latency_ms": "latency", "memory": "memory"}  # constraint name -> expected cost
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """``alpha * cost / scale``: a budget's (``budget`` set; alpha tuned) or the unconstrained cost's."""
+
+    name: str
+    cost: ExpectedCost
+    scale: float
+    budget: float | None = None
+
+
+def penalties(ctx: Context, constraints: list[Constraint], settings: SearchSettings,
+              table: LatencyTable | None) -> list[Penalty]:
+    """One penalty per budget, each scaled by its budget; without budgets, ``search.gumbel.cost`` scaled by
+    the largest genome's."""
+    spec, hw = ctx.spec, ctx.deploy_hw
+    if constraints:
+        return [Penalty(c.name, expected_cost(spec, _KIND[c.name], *hw, table), c.budget, c.budget)
+                for c in constraints]
+    kind = settings.gumbel.cost
+    if kind == "latency" and table is None:
+        raise QnasError("search.gumbel.cost latency needs a latency table: pass --lut")
+    cost = expected_cost(spec, kind, *hw, table)
+    return [Penalty(kind, cost, float(cost.value(one_hot(cost.choices, ctx.space.largest()))))]
+
+
+@dataclass
+class GumbelRun:
+    """What ``qnas.pipeline.searching`` writes from: the evaluated final candidates (``cache``), the best,
+    and notes."""
+
+    cache: dict[Genome, Candidate] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    steps: int = 0
+    chosen: Genome | None = None
+
+    def best(self) -> Candidate:
+        return max(self.cache.values(), key=lambda c: c.fitness)
+
+
+def _batch(dataset, seed: int, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training batch of ``step``: epochs of a permutation seeded by (seed, epoch), cut in order."""
+    n = len(dataset)
+    per_epoch = max(1, n // size)
+    epoch, index = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    items = [dataset[int(i)] for i in order[index * size:(index + 1) * size]]
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _read_log(path: Path, steps: int) -> list[dict[str, Any]]:
+    """The log's lines of steps before ``steps`` (later ones, and a line cut by a kill, are dropped)."""
+    if not path.exists():
+        return []
+    lines = []
+    for raw in path.read_bytes().splitlines(keepends=True):
+        if not raw.endswith(b"\n"):
+            break
+        entry = json.loads(raw)
+        if entry["step"] >= steps:
+            break
+        lines.append(entry)
+    return lines
+
+
+def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list[Constraint],
+                  settings: SearchSettings, evaluator, table: LatencyTable | None, identity: Mapping[str, Any],
+                  resume: bool = False, reporter: Reporter = SILENT, writer: bool = True) -> GumbelRun:
+    """Run strategy ``gumbel`` in ``out`` and evaluate its final candidates with ``evaluator``."""
+    g = settings.gumbel
+    space = ctx.space
+    state_path, log_path = out / STATE, out / LOG
+    if not resume and (state_path.exists() or log_path.exists()):
+        raise QnasError(f"{out} already holds a search; pass --resume to continue it, or choose another --out")
+    terms = penalties(ctx, constraints, settings, table)
+    device = next(supernet.parameters()).device
+    costs = [(p, p.cost.map_arrays(lambda a: torch.as_tensor(a, dtype=torch.float32, device=device))) for p in terms]
+    for param in supernet.parameters():
+        param.requires_grad_(False)
+    relaxed = RelaxedSupernet(supernet)
+    genes = relaxed.genes
+    theta = {label: torch.zeros(len(choices), device=device, requires_grad=True) for label, choices in genes.items()}
+    optimizer = torch.optim.Adam(list(theta.values()), lr=g.lr)
+    alive = {label: [True] * len(choices) for label, choices in genes.items()}
+    alphas = {p.name: g.alpha for p in terms}
+    who = json.loads(json.dumps({"settings": asdict(settings), "budgets": {c.name: c.budget for c in constraints},
+                                 **identity}))
+    start = 0
+    if resume and state_path.exists():
+        try:
+            saved = torch.load(state_path, map_location=device, weights_only=True)
+            was = json.loads(saved["identity"])
+            start = int(saved["step"])
+        except Exception:
+            raise QnasError(f"{state_path} is damaged (not a search state); remove {out} to start again") from None
+        for key in sorted(set(was) | set(who)):
+            if was.get(key) != who.get(key):
+                raise QnasError(f"{out} holds a search with {key} {was.get(key)!r}, this one has {who.get(key)!r}; "
+                                f"resume it with the same {key}, or choose another --out")
+        with torch.no_grad():
+            for label in theta:
+                theta[label].copy_(saved["theta"][label])
+        optimizer.load_state_dict(saved["optimizer"])
+        alive = {label: [bool(v) for v in saved["alive"][label].tolist()] for label in genes}
+        alphas = {k: float(v) for k, v in json.loads(saved["alphas"]).items()}
+    history = _read_log(log_path, start)
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(log_path, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in history))
+    dataset = ctx.train_dataset
+    size = g.batch_size or ctx.config.train.batch_size
+    seed = settings.seed
+
+    def probabilities() -> dict[str, torch.Tensor]:
+        return {label: choice_probabilities(t, alive[label]) for label, t in theta.items()}
+
+    def snapshot(step: int) -> dict[str, Any]:
+        return {"step": step, "identity": json.dumps(who, sort_keys=True),
+                "theta": {k: v.detach().cpu() for k, v in theta.items()}, "optimizer": optimizer.state_dict(),
+                "alive": {k: torch.tensor(v) for k, v in alive.items()}, "alphas": json.dumps(alphas)}
+
+    with reporter.steps("gumbel search") as advance, open(log_path, "a") if writer else open(os.devnull, "w") as log:
+        for step in range(start, g.steps):
+            tic = time.perf_counter()
+            tau = temperature(step, g.steps, g.tau_start, g.tau_end)
+            images, labels = _batch(dataset, seed, step, size)
+            images, labels = images.to(device), labels.to(device)
+            noise = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            weights = {label: gumbel_weights(t, alive[label], tau, noise) for label, t in theta.items()}
+            logits = relaxed(images, weights, alive)
+            ce = F.cross_entropy(logits, labels.long(), ignore_index=ctx.ignore_index)
+            probs = probabilities()
+            expected = {p.name: cost.value(probs) for p, cost in costs}
+            loss = ce + sum(alphas[p.name] * expected[p.name] / p.scale for p, _ in costs)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                probs = {k: v.cpu().numpy().astype(np.float64) for k, v in probabilities().items()}
+            best = argmax_genome(space, probs)
+            missed = {c.name: not c.satisfied(best) for c in constraints}
+            alphas = update_alphas(alphas, {p.name: missed.get(p.name, False) for p in terms}, g.alpha_growth) \
+                if constraints else alphas
+            removed = []
+            if g.prune_below > 0:
+                alive, removed = prune(probs, alive, g.prune_below)
+            entry = {"step": step, "tau": round(tau, 5), "loss": float(loss.detach()), "ce": float(ce.detach()),
+                     "expected": {k: float(v.detach()) for k, v in expected.items()}, "alphas": alphas,
+                     "argmax": {p.name: float(p.cost.value(one_hot(p.cost.choices, best))) for p in terms},
+                     "argmax_meets_budgets": not any(missed.values()),
+                     "pruned": [[k, genes[k][i]] for k, i in removed],
+                     "live_choices": sum(sum(v) for v in alive.values()),
+                     "seconds": round(time.perf_counter() - tic, 4),
+                     "probs": {k: [round(float(x), 5) for x in v] for k, v in probs.items()}}
+            log.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            log.flush()
+            history.append(entry)
+            if writer and ((step + 1) % g.checkpoint_every == 0 or step + 1 == g.steps):
+                _save_state(state_path, snapshot(step + 1))
+            advance(f"tau {tau:.2f}  CE {float(ce.detach()):.3f}", step + 1, g.steps)
+    with torch.no_grad():
+        probs = {k: v.cpu().numpy().astype(np.float64) for k, v in probabilities().items()}
+    run = GumbelRun(steps=g.steps)
+    genomes, note = final_candidates(space, probs, constraints, np.random.default_rng(seed), g.samples)
+    if note:
+        run.warnings.append(note)
+    run.chosen = genomes[0]
+    for genome in genomes:
+        run.cache[genome] = Candidate(genome, dict(evaluator(genome)), 0)
+    if writer:
+        probability_plot(history, genes, out / "probabilities.png")
+    return run
+
