@@ -202,7 +202,8 @@ class GumbelConfig:
     tau_start: float = 5.0  # Gumbel-softmax temperature, annealed geometrically ...
     tau_end: float = 1.0  # ... to this
     prune_below: float = 0.005  # a choice whose probability falls below this is removed (0: never)
-    cost: str = "bitops"  # what is penalized without a budget: bitops, macs, latency (needs --lut), memory
+    cost: str = "bitops"  # what is penalized without a budget (with budgets, the budgets' costs are): bitops, macs,
+    #                       latency (needs --lut), memory
     alpha: float = 0.5  # the cost weight: loss = CE + alpha * E[cost] / cost scale (grown while over a budget)
     alpha_growth: float = 1.05  # per step: alpha of a budget the argmax genome misses grows by this, else shrinks
     samples: int = 8  # genomes drawn from the final distribution and evaluated beside the argmax one
@@ -221,8 +222,12 @@ class GumbelConfig:
             raise FieldError("prune_below", f"must be in [0, 0.5), got {self.prune_below}")
         if self.cost not in ("bitops", "macs", "latency", "memory"):
             raise FieldError("cost", f"{self.cost!r} is not allowed; allowed: bitops, macs, latency, memory")
-        if not self.lr > 0 or not self.alpha >= 0 or not self.alpha_growth >= 1:
-            raise FieldError("lr", "lr must be > 0, alpha >= 0 and alpha_growth >= 1")
+        if not self.lr > 0:
+            raise FieldError("lr", f"must be > 0, got {self.lr}")
+        if not self.alpha >= 0:
+            raise FieldError("alpha", f"must be >= 0, got {self.alpha}")
+        if not self.alpha_growth >= 1:
+            raise FieldError("alpha_growth", f"must be >= 1, got {self.alpha_growth}")
 
 
 @dataclass(frozen=True)

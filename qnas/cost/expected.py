@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from qnas.cost.latency import LatencyTable
+from qnas.cost.latency import LatencyTable, LatencyTableError
 from qnas.space.networks import unit_choices
 from qnas.space.plan import Conv
 from qnas.space.spec import SpaceSpec
@@ -127,6 +127,10 @@ def expected_cost(spec: SpaceSpec, kind: str, height: int, width: int,
         if table is None:
             raise ValueError("an expected latency needs a latency table")
         height, width = table.resolution
+        missing = table.missing(spec)
+        if missing:
+            raise LatencyTableError(f"the latency table has no entry for {len(missing)} block(s) of this space (e.g. "
+                                    f"{missing[0].key!r}): it was built for another space or is unfinished; rebuild it")
     terms: list[CostTerm] = []
     constant = table.overhead_ms if kind == "latency" else 0.0
     choices: dict[str, tuple[int, ...]] = {}

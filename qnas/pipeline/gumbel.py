@@ -17,10 +17,11 @@ uninterrupted one ends. ``probabilities.png`` shows each gene's probabilities ov
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,28 @@ def _batch(dataset, seed: int, step: int, size: int) -> tuple[torch.Tensor, torc
     n = len(dataset)
     per_epoch = max(1, n // size)
     epoch, index = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, 1, epoch)))
     items = [dataset[int(i)] for i in order[index * size:(index + 1) * size]]
     return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """No gradient for ``module``'s parameters inside (only the architecture parameters learn); each
+    parameter's ``requires_grad`` is restored after."""
+    learning = {name: param.requires_grad for name, param in module.named_parameters()}
+    for param in module.parameters():
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for name, param in module.named_parameters():
+            param.requires_grad_(learning[name])
+
+
+def _seed(seed: int, stream: int, index: int) -> int:
+    """A generator seed for item ``index`` of ``stream`` (1: batch order per epoch, 2: Gumbel noise per step)."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -107,15 +127,24 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 def _read_log(path: Path, steps: int) -> list[dict[str, Any]]:
     """The log's lines of steps before ``steps`` (later ones, and a line cut by a kill, are dropped)."""
     if not path.exists():
+        if steps:
+            raise QnasError(f"{path} is missing but the search's state is at step {steps}; remove {path.parent} to "
+                            "start again")
         return []
     lines = []
-    for raw in path.read_bytes().splitlines(keepends=True):
+    for i, raw in enumerate(path.read_bytes().splitlines(keepends=True)):
         if not raw.endswith(b"\n"):
             break
-        entry = json.loads(raw)
-        if entry["step"] >= steps:
+        try:
+            entry = json.loads(raw)
+            step = int(entry["step"])
+        except (ValueError, KeyError, TypeError):
+            raise QnasError(f"{path}: line {i + 1} is not a search step; remove {path.parent} to start again") from None
+        if step >= steps:
             break
         lines.append(entry)
+    if len(lines) != steps:
+        raise QnasError(f"{path} holds {len(lines)} steps, its state {steps}; remove {path.parent} to start again")
     return lines
 
 
@@ -131,8 +160,6 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
     terms = penalties(ctx, constraints, settings, table)
     device = next(supernet.parameters()).device
     costs = [(p, p.cost.map_arrays(lambda a: torch.as_tensor(a, dtype=torch.float32, device=device))) for p in terms]
-    for param in supernet.parameters():
-        param.requires_grad_(False)
     relaxed = RelaxedSupernet(supernet)
     genes = relaxed.genes
     theta = {label: torch.zeros(len(choices), device=device, requires_grad=True) for label, choices in genes.items()}
@@ -175,13 +202,14 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
                 "theta": {k: v.detach().cpu() for k, v in theta.items()}, "optimizer": optimizer.state_dict(),
                 "alive": {k: torch.tensor(v) for k, v in alive.items()}, "alphas": json.dumps(alphas)}
 
-    with reporter.steps("gumbel search") as advance, open(log_path, "a") if writer else open(os.devnull, "w") as log:
+    with _frozen(supernet), reporter.steps("gumbel search") as advance, \
+            open(log_path, "a") if writer else open(os.devnull, "w") as log:
         for step in range(start, g.steps):
             tic = time.perf_counter()
             tau = temperature(step, g.steps, g.tau_start, g.tau_end)
             images, labels = _batch(dataset, seed, step, size)
             images, labels = images.to(device), labels.to(device)
-            noise = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            noise = torch.Generator().manual_seed(_seed(seed, 2, step))
             weights = {label: gumbel_weights(t, alive[label], tau, noise) for label, t in theta.items()}
             logits = relaxed(images, weights, alive)
             ce = F.cross_entropy(logits, labels.long(), ignore_index=ctx.ignore_index)
@@ -212,6 +240,7 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
             log.flush()
             history.append(entry)
             if writer and ((step + 1) % g.checkpoint_every == 0 or step + 1 == g.steps):
+                os.fsync(log.fileno())  # the log holds every step the state says is done
                 _save_state(state_path, snapshot(step + 1))
             advance(f"tau {tau:.2f}  CE {float(ce.detach()):.3f}", step + 1, g.steps)
     with torch.no_grad():

@@ -22,7 +22,7 @@ from qnas.pipeline.context import Context, is_main_process
 from qnas.pipeline.distributed import barrier, shared_map
 from qnas.export.profiles import get_profile
 from qnas.pipeline.exporting import export_model, score_file
-from qnas.pipeline.gumbel import gumbel_search
+from qnas.pipeline.gumbel import LOG as GUMBEL_LOG, STATE as GUMBEL_STATE, gumbel_search
 from qnas.pipeline.latency import load_table
 from qnas.pipeline.lock import FolderLock, clean_temporary_files
 from qnas.pipeline.paths import output_folder
@@ -131,6 +131,14 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     settings = SearchSettings(**asdict(ctx.config.search))
     settings = replace(settings, strategy=strategy or settings.strategy,
                        seed=settings.seed if seed is None else seed)
+    relaxed = STRATEGIES[settings.strategy].relaxed
+    other = [name for name in ((GUMBEL_STATE, GUMBEL_LOG) if not relaxed else ("state.json", "evaluations.jsonl"))
+             if (Path(out) / name).exists()]
+    if other:
+        raise QnasError(f"{out} holds a search of {'strategy gumbel' if not relaxed else 'a generation strategy'} "
+                        f"({other[0]}), not of {settings.strategy}; resume it with its strategy, or choose another --out")
+    if relaxed and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun's, before the process group exists
+        raise QnasError(f"strategy {settings.strategy} runs in one process; start it without torchrun")
     device = ctx.setup_torch()
     supernet = load_trained(ctx.config, supernet_run)[0].to(device)
     spec, hw = ctx.spec, ctx.deploy_hw
@@ -152,7 +160,7 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     with FolderLock(out):
         if resume:
             clean_temporary_files(out)
-        if STRATEGIES[settings.strategy].relaxed:  # differentiable: qnas.pipeline.gumbel
+        if relaxed:  # differentiable: qnas.pipeline.gumbel
             run = gumbel_search(ctx, supernet, Path(out), constraints, settings, evaluator, table, identity,
                                 resume=resume, reporter=reporter, writer=is_main_process())
             history = list(run.cache.values())

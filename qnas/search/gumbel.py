@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from qnas.errors import QnasError
 from qnas.search.constraints import Constraint, feasible
 from qnas.search.strategy import Candidate, Strategy, register_strategy
 from qnas.space.genome import Genome, SearchSpace
@@ -61,7 +62,7 @@ def update_alphas(alphas: Mapping[str, float], missed: Mapping[str, bool], growt
                   floor: float = 1e-4) -> dict[str, float]:
     """Each budget's cost weight after a step: times ``growth`` where the most probable genome misses the
     budget, divided by it where it meets it (never below ``floor``)."""
-    return {name: a * growth if missed[name] else max(floor, a / growth) for name, a in alphas.items()}
+    return {name: max(floor, a) * growth if missed[name] else max(floor, a / growth) for name, a in alphas.items()}
 
 
 def _pick(space: SearchSpace, choose) -> Genome:
@@ -104,8 +105,9 @@ def final_candidates(space: SearchSpace, probs: Mapping[str, np.ndarray], constr
     if not feasible(best, constraints):
         missed = [c.name for c in constraints if not c.satisfied(best)]
         if not fitting:
-            raise ValueError(f"the most probable genome misses the {', '.join(missed)} budget and none of "
-                             f"{len(draws)} genomes drawn from the final distribution meets every budget")
+            raise QnasError(f"the most probable genome misses the {', '.join(missed)} budget and none of "
+                             f"{len(draws)} genomes drawn from the final distribution meets every budget; loosen the "
+                             "budget, or give the search more steps (search.gumbel.steps)")
         best = max(fitting, key=lambda g: log_probability(space, g, probs))
         note = (f"the most probable genome misses the {', '.join(missed)} budget; the most probable of "
                 f"{len(draws)} drawn genomes that meets every budget is taken instead")

@@ -8,7 +8,9 @@ EdMIPS: each conv runs once, on
 - a weight mixed over the shapes its unit's shape genes give it (kernel, width) and its weight bit
   widths: ``sum_v w_v sum_b w_b * pad(quantize_b(W_v))``, where ``W_v`` is the elastic conv's own
   slice for that shape (``ElasticQConv2d.active_weight``, the routine forward and freeze use), padded
-  with zeros to the largest live kernel and width; a zero-padded kernel computes what the smaller one does;
+  with zeros to the largest live kernel and width (a zero-padded kernel computes what the smaller one
+  does), each input and output channel's weights divided by the weight of the shapes that have that
+  channel: a channel's probability enters once, through the mask below;
 - its output channels beyond a variant's width weighted by that variant's probability (a channel mask),
   after BatchNorm (batch statistics; the supernet's running statistics are left alone) and ReLU;
 - and a residual block that a stage's depth may leave out adds ``gate * f(x)`` to its input, the gate
@@ -178,11 +180,19 @@ class RelaxedSupernet(nn.Module):
         if depthwise and cout != x.shape[1]:
             raise ValueError(f"{op.label}: a depthwise conv of {cout} channels reads {x.shape[1]}")
         cin = 1 if depthwise else x.shape[1]
-        mixed = None
+        mixed = mass = None
         for shape, p in shapes:
             w = _pad(self._quantized(unit, shape, unit.conv.active_weight(shape), weights, alive), cout, cin, kernel)
-            term = w if p is None else p * w
-            mixed = term if mixed is None else mixed + term
+            if p is None:
+                mixed = w
+                continue
+            cover = _pad(w.new_ones(shape.cout, 1 if depthwise else shape.cin // shape.groups, 1, 1), cout, cin, 1)
+            mixed = p * w if mixed is None else mixed + p * w
+            mass = p * cover if mass is None else mass + p * cover
+        if mass is not None and len(shapes) > 1:
+            # each weight element mixed over the shapes that have it: a channel's share of the mixture is its
+            # mask (the output's, below; the input's, from the conv before), not also its weight's scale
+            mixed = mixed / torch.where(mass > 0, mass, torch.ones_like(mass))
         bias = unit.conv.active_bias(cout)
         y = F.conv2d(self._input(unit, op, x, weights, alive), mixed, bias, op.stride,
                      (kernel - 1) // 2 * op.dilation, op.dilation, cout if depthwise else op.groups)

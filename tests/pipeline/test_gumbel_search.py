@@ -53,6 +53,20 @@ def test_gumbel_search_meets_the_budget_and_writes_its_outputs(supernet_run: Pat
         assert (out / name).exists(), name
 
 
+class _FirstStep(Reporter):
+    """Records the first step a search reports done."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    @contextlib.contextmanager
+    def steps(self, title: str):
+        def advance(label: str, done: int, total: int) -> None:
+            self.first = done if self.first is None else self.first
+
+        yield advance
+
+
 class _KillAt(Reporter):
     """Raises KeyboardInterrupt once step ``at`` is done, as a kill would end the process there."""
 
@@ -81,10 +95,23 @@ def test_a_killed_gumbel_search_resumes_to_where_an_uninterrupted_one_ends(super
     with pytest.raises(KeyboardInterrupt):
         search(ctx, supernet_run, killed, bitops_budget="0.5x:uniform_w8a8", reporter=_KillAt(5))
     assert len((killed / LOG).read_text().splitlines()) == 5  # steps 0-4 logged; the state is from step 3
-    search(ctx, supernet_run, killed, bitops_budget="0.5x:uniform_w8a8", resume=True)
+    first = _FirstStep()
+    search(ctx, supernet_run, killed, bitops_budget="0.5x:uniform_w8a8", resume=True, reporter=first)
+    assert first.first == 4  # resumed from the state of step 3, not from the start
     log, theta, genome = _final(whole)
     log2, theta2, genome2 = _final(killed)
     assert any(e["pruned"] for e in log)
     assert log2 == log
     assert all(torch.equal(theta[k], theta2[k]) for k in theta)
     assert genome2 == genome
+
+
+def test_a_folder_of_another_strategy_is_refused(supernet_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "state.json").write_text("{}")
+    args = ["search", "--config", str(_config(tmp_path)), "--supernet", str(supernet_run), "--out", str(out), "--quiet"]
+    assert main(args) == 2
+    assert "holds a search of a generation strategy" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["state.json"]

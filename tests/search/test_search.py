@@ -123,6 +123,21 @@ def test_kill_and_resume_equals_uninterrupted(small_space: SearchSpace, tmp_path
     assert len(killed.calls) + len(again.calls) == len(set(c.genome for c in expected))
 
 
+def test_a_state_written_before_strategy_gumbel_existed_still_resumes(small_space: SearchSpace, tmp_path: Path) -> None:
+    """States of searches made before ``search.gumbel`` was added have no such key in their settings."""
+    settings = SearchSettings(**SMALL)
+    budget = _budget(small_space, 0.5)
+    with pytest.raises(_Killed):
+        Search(small_space, [budget], KillAfter(15), settings, tmp_path).run()
+    state = tmp_path / "state.json"
+    doc = json.loads(state.read_text())
+    del doc["settings"]["gumbel"]
+    state.write_text(json.dumps(doc))
+    resumed = Search(small_space, [budget], FakeEvaluator(), settings, tmp_path)
+    whole = Search(small_space, [budget], FakeEvaluator(), settings, tmp_path / "whole")
+    assert [c.genome for c in resumed.run(resume=True)] == [c.genome for c in whole.run()]
+
+
 def test_resume_survives_a_log_line_cut_by_a_kill(small_space: SearchSpace, tmp_path: Path) -> None:
     settings = SearchSettings(**SMALL)
     budget = _budget(small_space, 0.5)
