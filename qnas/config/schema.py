@@ -198,14 +198,16 @@ class GumbelConfig:
 
     steps: int = 300  # optimizer steps on the training split
     batch_size: int | None = None  # default: train.batch_size
-    lr: float = 0.05  # Adam on the architecture parameters
+    lr: float = 0.1  # Adam on the architecture parameters
     tau_start: float = 5.0  # Gumbel-softmax temperature, annealed geometrically ...
     tau_end: float = 1.0  # ... to this
     prune_below: float = 0.005  # a choice whose probability falls below this is removed (0: never)
     cost: str = "bitops"  # what is penalized without a budget (with budgets, the budgets' costs are): bitops, macs,
     #                       latency (needs --lut), memory
-    alpha: float = 0.5  # the cost weight: loss = CE + alpha * E[cost] / cost scale (grown while over a budget)
-    alpha_growth: float = 1.05  # per step: alpha of a budget the argmax genome misses grows by this, else shrinks
+    alpha: float = 1.0  # penalty weight: alpha * relu(E[cost] / (target * budget) - 1) per budget; without a
+    #                     budget alpha * E[cost] / (the largest genome's cost)
+    budget_step: float = 1.02  # per step: a budget's target (from 1) divided by this while the most probable
+    #                            genome misses it, multiplied (up to 1) while it meets it
     samples: int = 8  # genomes drawn from the final distribution and evaluated beside the argmax one
     checkpoint_every: int = 10  # steps between saved states (a killed search resumes from the last)
 
@@ -226,8 +228,8 @@ class GumbelConfig:
             raise FieldError("lr", f"must be > 0, got {self.lr}")
         if not self.alpha >= 0:
             raise FieldError("alpha", f"must be >= 0, got {self.alpha}")
-        if not self.alpha_growth >= 1:
-            raise FieldError("alpha_growth", f"must be >= 1, got {self.alpha_growth}")
+        if not self.budget_step > 1:
+            raise FieldError("budget_step", f"must be > 1, got {self.budget_step}")
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ discrete subnets that are deployed, and would cost a backward pass through every
 relaxed forward uses batch statistics and leaves the supernet's BatchNorm statistics alone.
 
 Each step: a training batch chosen by (seed, step), Gumbel noise from a generator seeded by (seed, step),
-the relaxed forward, cross-entropy plus the budgets' weighted expected costs, one Adam step, then the
-cost weights' update and pruning. ``gumbel.jsonl`` gets a line per step (temperature, losses, expected
-costs, the most probable genome's costs, pruned choices, every gene's probabilities);
-``gumbel_state.pt`` (atomic) holds the parameters, the optimizer, the cost weights and the live
+the relaxed forward, cross-entropy plus the budgets' penalties, one Adam step, then the budgets' targets
+and pruning. ``gumbel.jsonl`` gets a line per step (temperature, losses, expected costs, the most probable
+genome's costs, targets, pruned choices, every gene's probabilities);
+``gumbel_state.pt`` (atomic) holds the parameters, the optimizer, the targets and the live
 choices every ``checkpoint_every`` steps, so a killed search resumes at its last state and ends where an
 uninterrupted one ends. ``probabilities.png`` shows each gene's probabilities over the search.
 """
@@ -37,7 +37,7 @@ from qnas.pipeline.context import Context
 from qnas.pipeline.plots import probability_plot
 from qnas.pipeline.progress import SILENT, Reporter
 from qnas.search import Candidate, Constraint, SearchSettings
-from qnas.search.gumbel import final_candidates, prune, temperature, update_alphas, argmax_genome
+from qnas.search.gumbel import argmax_genome, final_candidates, prune, temperature, update_targets
 from qnas.space.genome import Genome
 from qnas.space.policy import atomic_write_text
 from qnas.supernet.network import Supernet
@@ -52,7 +52,7 @@ _KIND = {"bitops": "bitops", "latency_ms": "latency", "memory": "memory"}  # con
 
 @dataclass(frozen=True)
 class Penalty:
-    """``alpha * cost / scale``: a budget's (``budget`` set; alpha tuned) or the unconstrained cost's."""
+    """A budget's penalty (``budget`` set, ``scale`` the budget) or the unconstrained cost's (``alpha * cost / scale``)."""
 
     name: str
     cost: ExpectedCost
@@ -165,7 +165,7 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
     theta = {label: torch.zeros(len(choices), device=device, requires_grad=True) for label, choices in genes.items()}
     optimizer = torch.optim.Adam(list(theta.values()), lr=g.lr)
     alive = {label: [True] * len(choices) for label, choices in genes.items()}
-    alphas = {p.name: g.alpha for p in terms}
+    targets = {p.name: 1.0 for p in terms if p.budget is not None}
     who = json.loads(json.dumps({"settings": asdict(settings), "budgets": {c.name: c.budget for c in constraints},
                                  **identity}))
     start = 0
@@ -185,7 +185,7 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
                 theta[label].copy_(saved["theta"][label])
         optimizer.load_state_dict(saved["optimizer"])
         alive = {label: [bool(v) for v in saved["alive"][label].tolist()] for label in genes}
-        alphas = {k: float(v) for k, v in json.loads(saved["alphas"]).items()}
+        targets = {k: float(v) for k, v in json.loads(saved["targets"]).items()}
     history = _read_log(log_path, start)
     if writer:
         out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +200,7 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
     def snapshot(step: int) -> dict[str, Any]:
         return {"step": step, "identity": json.dumps(who, sort_keys=True),
                 "theta": {k: v.detach().cpu() for k, v in theta.items()}, "optimizer": optimizer.state_dict(),
-                "alive": {k: torch.tensor(v) for k, v in alive.items()}, "alphas": json.dumps(alphas)}
+                "alive": {k: torch.tensor(v) for k, v in alive.items()}, "targets": json.dumps(targets)}
 
     with _frozen(supernet), reporter.steps("gumbel search") as advance, \
             open(log_path, "a") if writer else open(os.devnull, "w") as log:
@@ -215,7 +215,8 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
             ce = F.cross_entropy(logits, labels.long(), ignore_index=ctx.ignore_index)
             probs = probabilities()
             expected = {p.name: cost.value(probs) for p, cost in costs}
-            loss = ce + sum(alphas[p.name] * expected[p.name] / p.scale for p, _ in costs)
+            loss = ce + sum(g.alpha * (F.relu(expected[p.name] / (targets[p.name] * p.scale) - 1.0)
+                                       if p.budget is not None else expected[p.name] / p.scale) for p, _ in costs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -223,13 +224,12 @@ def gumbel_search(ctx: Context, supernet: Supernet, out: Path, constraints: list
                 probs = {k: v.cpu().numpy().astype(np.float64) for k, v in probabilities().items()}
             best = argmax_genome(space, probs)
             missed = {c.name: not c.satisfied(best) for c in constraints}
-            alphas = update_alphas(alphas, {p.name: missed.get(p.name, False) for p in terms}, g.alpha_growth) \
-                if constraints else alphas
+            targets = update_targets(targets, missed, g.budget_step)
             removed = []
             if g.prune_below > 0:
                 alive, removed = prune(probs, alive, g.prune_below)
             entry = {"step": step, "tau": round(tau, 5), "loss": float(loss.detach()), "ce": float(ce.detach()),
-                     "expected": {k: float(v.detach()) for k, v in expected.items()}, "alphas": alphas,
+                     "expected": {k: float(v.detach()) for k, v in expected.items()}, "targets": targets,
                      "argmax": {p.name: float(p.cost.value(one_hot(p.cost.choices, best))) for p in terms},
                      "argmax_meets_budgets": not any(missed.values()),
                      "pruned": [[k, genes[k][i]] for k, i in removed],

@@ -6,11 +6,13 @@ Gumbel-softmax at temperature ``temperature(step)`` (annealed geometrically from
 
     cross-entropy + sum over costs c of alpha_c * E[c] / scale_c
 
-with ``E[c]`` the expected cost under ``softmax(theta)`` (``qnas.cost.expected``). A budget is a
-constraint: its ``alpha`` grows by ``alpha_growth`` each step the most probable genome misses it and
-shrinks by as much while it meets it (``update_alphas``), so the penalty finds the weight at which the
-budget holds; without a budget ``search.gumbel.cost`` is penalized with the fixed ``alpha`` (SqueezeNAS's
-loss). A choice whose probability falls below ``prune_below`` is removed (``prune``), never a gene's last.
+with ``E[c]`` the expected cost under ``softmax(theta)`` (``qnas.cost.expected``) and, for a budget ``B``, the
+penalty ``alpha * relu(E[c] / (target * B) - 1)``: nothing while the expected cost is under its target, so
+the cross-entropy pulls the network up to the budget, and a steep slope past it. The target starts at 1 and
+is divided by ``budget_step`` each step the most probable genome misses the budget, multiplied by it (up to
+1) while it meets it (``update_targets``), so the expected cost settles where the most probable genome
+fits. Without a budget ``search.gumbel.cost`` is penalized as SqueezeNAS does, ``alpha * E[c] / scale``.
+A choice whose probability falls below ``prune_below`` is removed (``prune``), never a gene's last.
 
 At the end ``final_candidates`` lists the genomes to evaluate: the most probable genome if it meets
 every budget, else the most probable of many drawn from the distribution that does (and says so),
@@ -30,7 +32,7 @@ from qnas.search.constraints import Constraint, feasible
 from qnas.search.strategy import Candidate, Strategy, register_strategy
 from qnas.space.genome import Genome, SearchSpace
 
-__all__ = ["Gumbel", "temperature", "prune", "update_alphas", "argmax_genome", "sample_genome",
+__all__ = ["Gumbel", "temperature", "prune", "update_targets", "argmax_genome", "sample_genome",
            "log_probability", "final_candidates", "FALLBACK_DRAWS"]
 
 FALLBACK_DRAWS = 2000  # genomes drawn to find the most probable feasible one when the argmax is not
@@ -58,11 +60,10 @@ def prune(probs: Mapping[str, np.ndarray], alive: Mapping[str, Sequence[bool]],
     return out, removed
 
 
-def update_alphas(alphas: Mapping[str, float], missed: Mapping[str, bool], growth: float,
-                  floor: float = 1e-4) -> dict[str, float]:
-    """Each budget's cost weight after a step: times ``growth`` where the most probable genome misses the
-    budget, divided by it where it meets it (never below ``floor``)."""
-    return {name: max(floor, a) * growth if missed[name] else max(floor, a / growth) for name, a in alphas.items()}
+def update_targets(targets: Mapping[str, float], missed: Mapping[str, bool], step: float) -> dict[str, float]:
+    """Each budget's target (a fraction of the budget the expected cost is held under) after a step: divided by
+    ``step`` where the most probable genome misses the budget, multiplied by it (up to 1) where it meets it."""
+    return {name: t / step if missed[name] else min(1.0, t * step) for name, t in targets.items()}
 
 
 def _pick(space: SearchSpace, choose) -> Genome:

@@ -48,7 +48,7 @@ def test_gumbel_search_meets_the_budget_and_writes_its_outputs(supernet_run: Pat
     assert [e["step"] for e in log] == list(range(7))
     assert log[0]["tau"] == 5.0 and log[-1]["tau"] == pytest.approx(1.0)
     assert set(log[0]["probs"]) == {g.label for g in space.genes()}
-    assert log[-1]["alphas"]["bitops"] != log[0]["alphas"]["bitops"]  # the budget's weight is tuned
+    assert all(0 < e["targets"]["bitops"] <= 1 for e in log)
     for name in ("probabilities.png", "search.png", "evaluations.csv", "baselines.json", STATE):
         assert (out / name).exists(), name
 

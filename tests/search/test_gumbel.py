@@ -8,7 +8,7 @@ import pytest
 from qnas.cost import genome_cost
 from qnas.search import Constraint, feasible
 from qnas.search.gumbel import (argmax_genome, final_candidates, log_probability, prune, sample_genome, temperature,
-                                update_alphas)
+                                update_targets)
 from qnas.space import SearchSpace
 
 
@@ -33,10 +33,10 @@ def test_pruning_removes_a_choice_once_below_the_threshold_and_never_the_last() 
     assert again["a"] == [False, False, True] and removed == [("a", 0)]
 
 
-def test_a_budget_weight_grows_while_missed_and_shrinks_while_met() -> None:
-    alphas = update_alphas({"bitops": 1.0, "latency_ms": 1.0}, {"bitops": True, "latency_ms": False}, 1.1)
-    assert alphas == {"bitops": pytest.approx(1.1), "latency_ms": pytest.approx(1 / 1.1)}
-    assert update_alphas({"x": 1e-4}, {"x": False}, 2.0)["x"] == 1e-4  # the floor
+def test_a_budget_target_drops_while_missed_and_returns_while_met() -> None:
+    targets = update_targets({"bitops": 1.0, "latency_ms": 0.8}, {"bitops": True, "latency_ms": False}, 1.1)
+    assert targets == {"bitops": pytest.approx(1 / 1.1), "latency_ms": pytest.approx(0.88)}
+    assert update_targets({"x": 0.99}, {"x": False}, 1.1)["x"] == 1.0  # never above the budget
 
 
 def test_argmax_and_samples_are_valid_genomes(small_space: SearchSpace) -> None:
