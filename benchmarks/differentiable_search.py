@@ -8,7 +8,8 @@ Parts (``--parts``, comma-separated):
   gives wall time, search-val mIoU and fine-tuned mIoU (mean ± std over seeds) and Welch's interval of the
   difference. Equal wall time: evolution evaluates 96 genomes (population 16, 8 + 8 children, 6 generations)
   and ``--steps`` is set so that a gumbel search takes about as long; both times are reported.
-- ``latency``: the same under a latency budget from ``--lut`` (``--latency-budget``, default 0.6x:uniform_w8a8).
+- ``latency``: the same under a latency budget from ``--lut`` (``--latency-budget``, default 0.8x:uniform_w8a8: the
+  default table gives the smallest genome 0.63x of W8A8's latency, so 0.6x is out of reach).
 - ``pruning``: the gumbel search of seed 0 under the BitOps budget again without pruning: the seconds of
   its steps against the pruned search's, and whether both end on the same genome.
 - ``proxy`` (SqueezeNAS §5): a gumbel search penalizing MACs (no budget, ``search.gumbel.alpha``), then one
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--bitops-budget", default="0.5x:uniform_w8a8")
-    parser.add_argument("--latency-budget", default="0.6x:uniform_w8a8")
+    parser.add_argument("--latency-budget", default="0.8x:uniform_w8a8")
     parser.add_argument("--parts", default="bitops,latency,pruning,proxy")
     parser.add_argument("--out-md", default=None, help="also write the tables as Markdown here")
     args = parser.parse_args()

@@ -26,7 +26,7 @@ from qnas.supernet.blocks import ConvUnit
 from qnas.supernet.ops import ElasticBatchNorm2d, ElasticQConv2d, QConv2d
 
 __all__ = ["QuantSettings", "SegNet", "Supernet", "register_modules", "build_supernet", "MODULE_BUILDERS",
-           "resize", "upgrade_state_dict"]
+           "resize", "run_plan", "upgrade_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,32 @@ def resize(x: Tensor, size: Sequence[int], mode: str) -> Tensor:
     if mode == "nearest":
         return F.interpolate(x, size=tuple(size), mode="nearest")
     return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False)
+
+
+def run_plan(plan: Plan, x: Tensor, conv: Callable[[Conv, Tensor], Tensor],
+             add: Callable[[Add, Tensor, Tensor], Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Interpret ``plan`` on ``x`` op by op: ``conv(op, input)`` computes each conv and ``add(op, a, b)`` each
+    sum (default ``a + b``); resizes, concatenations, the input and the output as the plan says. Returns the
+    output and every tensor by label (the network's forward, and the relaxed supernet's)."""
+    values: dict[str, Tensor] = {}
+    out = None
+    for op in plan.ops:
+        if isinstance(op, Conv):
+            values[op.label] = conv(op, values[op.inputs[0]])
+        elif isinstance(op, Add):
+            a, b = values[op.inputs[0]], values[op.inputs[1]]
+            values[op.label] = a + b if add is None else add(op, a, b)
+        elif isinstance(op, Resize):
+            values[op.label] = resize(values[op.inputs[0]], op.hw, op.mode)
+        elif isinstance(op, Concat):
+            values[op.label] = torch.cat([values[i] for i in op.inputs], dim=1)
+        elif isinstance(op, Input):
+            values[op.label] = x
+        elif isinstance(op, Output):
+            out = values[op.inputs[0]]
+        else:
+            raise TypeError(f"the network cannot run a {type(op).__name__} ({op.label})")
+    return out, values
 
 
 def _nest(units: Mapping[str, nn.Module]) -> nn.ModuleDict:
@@ -81,24 +107,7 @@ class SegNet(nn.Module):
 
     def run(self, x: Tensor, taps: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
         """The plan's output and the tensors named in ``taps``."""
-        plan = self.plan(x.shape[-2], x.shape[-1])
-        values: dict[str, Tensor] = {}
-        out = None
-        for op in plan.ops:
-            if isinstance(op, Conv):
-                values[op.label] = self.units[op.label](values[op.inputs[0]], op)
-            elif isinstance(op, Add):
-                values[op.label] = values[op.inputs[0]] + values[op.inputs[1]]
-            elif isinstance(op, Resize):
-                values[op.label] = resize(values[op.inputs[0]], op.hw, op.mode)
-            elif isinstance(op, Concat):
-                values[op.label] = torch.cat([values[i] for i in op.inputs], dim=1)
-            elif isinstance(op, Input):
-                values[op.label] = x
-            elif isinstance(op, Output):
-                out = values[op.inputs[0]]
-            else:
-                raise TypeError(f"the network cannot run a {type(op).__name__} ({op.label})")
+        out, values = run_plan(self.plan(x.shape[-2], x.shape[-1]), x, lambda op, t: self.units[op.label](t, op))
         return out, {label: values[label] for label in taps}
 
     def forward(self, x: Tensor) -> Tensor:

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qnas.space.networks import NOMINAL_HW, network_plan, unit_choices
-from qnas.space.plan import Add, Concat, Conv, Input, Output, Resize
+from qnas.space.plan import Add, Conv
 from qnas.supernet.blocks import ConvUnit
-from qnas.supernet.network import Supernet, resize
+from qnas.supernet.network import Supernet, run_plan
 from qnas.supernet.ops import ElasticBatchNorm2d
 
 __all__ = ["RelaxedSupernet", "gumbel_weights", "choice_probabilities"]
@@ -134,31 +134,16 @@ class RelaxedSupernet(nn.Module):
         gene, present = self._gates[unit]
         return not any(p and a for p, a in zip(present, self._live(alive, gene)))
 
-    def _input(self, unit: ConvUnit, op: Conv, x: Tensor, weights, alive) -> Tensor:
-        quant = unit.conv.act_quant
-        gene = f"{op.label}.abits"
+    def _mixed_bits(self, quant: nn.Module, gene: str, fixed: int, t: Tensor, weights, alive) -> Tensor:
+        """``t`` through ``quant`` at each live bit width of ``gene``, weighted (at ``fixed`` bits if no gene)."""
         if gene not in self.genes:
-            quant.set_bits(op.abits)
-            return quant(x)
+            quant.set_bits(fixed)
+            return quant(t)
         out = None
         for i, (bits, live) in enumerate(zip(self.genes[gene], self._live(alive, gene))):
             if live:
                 quant.set_bits(bits)
-                term = weights[gene][i] * quant(x)
-                out = term if out is None else out + term
-        return out
-
-    def _quantized(self, unit: ConvUnit, op: Conv, weight: Tensor, weights, alive) -> Tensor:
-        quant = unit.conv.weight_quant
-        gene = f"{op.label}.wbits"
-        if gene not in self.genes:
-            quant.set_bits(op.wbits)
-            return quant(weight)
-        out = None
-        for i, (bits, live) in enumerate(zip(self.genes[gene], self._live(alive, gene))):
-            if live:
-                quant.set_bits(bits)
-                term = weights[gene][i] * quant(weight)
+                term = weights[gene][i] * quant(t)
                 out = term if out is None else out + term
         return out
 
@@ -182,7 +167,9 @@ class RelaxedSupernet(nn.Module):
         cin = 1 if depthwise else x.shape[1]
         mixed = mass = None
         for shape, p in shapes:
-            w = _pad(self._quantized(unit, shape, unit.conv.active_weight(shape), weights, alive), cout, cin, kernel)
+            quantized = self._mixed_bits(unit.conv.weight_quant, f"{op.label}.wbits", op.wbits,
+                                         unit.conv.active_weight(shape), weights, alive)
+            w = _pad(quantized, cout, cin, kernel)
             if p is None:
                 mixed = w
                 continue
@@ -194,7 +181,8 @@ class RelaxedSupernet(nn.Module):
             # mask (the output's, below; the input's, from the conv before), not also its weight's scale
             mixed = mixed / torch.where(mass > 0, mass, torch.ones_like(mass))
         bias = unit.conv.active_bias(cout)
-        y = F.conv2d(self._input(unit, op, x, weights, alive), mixed, bias, op.stride,
+        inputs = self._mixed_bits(unit.conv.act_quant, f"{op.label}.abits", op.abits, x, weights, alive)
+        y = F.conv2d(inputs, mixed, bias, op.stride,
                      (kernel - 1) // 2 * op.dilation, op.dilation, cout if depthwise else op.groups)
         if unit.bn is not None:
             bn = unit.bn
@@ -220,28 +208,18 @@ class RelaxedSupernet(nn.Module):
 
     def _run(self, x: Tensor, weights: Mapping[str, Tensor], alive: Mapping[str, Sequence[bool]] | None) -> Tensor:
         plan = network_plan(self.supernet.spec, self.supernet.space.largest(), x.shape[-2], x.shape[-1])
-        values: dict[str, Tensor] = {}
-        out = None
-        for op in plan.ops:
+
+        def conv(op: Conv, t: Tensor) -> Tensor:
+            if self._skipped(self._unit_of.get(op.label), alive):  # a block no live depth keeps: not computed
+                return t
+            return self._conv(self.supernet.unit(op.label), op, t, weights, alive)
+
+        def add(op: Add, branch: Tensor, skip: Tensor) -> Tensor:
             unit = self._unit_of.get(op.label)
-            if unit is not None and self._skipped(unit, alive):
-                if isinstance(op, Add):  # the block is left out: its output is its input
-                    values[op.label] = values[op.inputs[1]]
-                continue
-            if isinstance(op, Conv):
-                values[op.label] = self._conv(self.supernet.unit(op.label), op, values[op.inputs[0]], weights, alive)
-            elif isinstance(op, Add):
-                gate = self.gate(unit, weights) if unit is not None else None
-                branch = values[op.inputs[0]]
-                values[op.label] = (branch if gate is None else gate * branch) + values[op.inputs[1]]
-            elif isinstance(op, Resize):
-                values[op.label] = resize(values[op.inputs[0]], op.hw, op.mode)
-            elif isinstance(op, Concat):
-                values[op.label] = torch.cat([values[i] for i in op.inputs], dim=1)
-            elif isinstance(op, Input):
-                values[op.label] = x
-            elif isinstance(op, Output):
-                out = values[op.inputs[0]]
-            else:
-                raise TypeError(f"the relaxed network cannot run a {type(op).__name__} ({op.label})")
-        return out
+            if unit is None or unit not in self._gates:
+                return branch + skip
+            if self._skipped(unit, alive):
+                return skip
+            return self.gate(unit, weights) * branch + skip
+
+        return run_plan(plan, x, conv, add)[0]
