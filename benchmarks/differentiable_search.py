@@ -43,7 +43,8 @@ EVOLUTION = dict(population=16, parents=8, mutants=8, crossovers=8)  # 96 evalua
 
 def _context(config: str, **gumbel) -> Context:
     cfg = load_config(config)
-    search_cfg = replace(cfg.search, **EVOLUTION, gumbel=replace(cfg.search.gumbel, **gumbel))
+    unbudgeted = {"bitops_budget": None} if gumbel.get("cost") else {}  # the proxy's MACs search has no budget
+    search_cfg = replace(cfg.search, **EVOLUTION, **unbudgeted, gumbel=replace(cfg.search.gumbel, **gumbel))
     return Context(replace(cfg, search=search_cfg), source=config)
 
 
@@ -84,7 +85,7 @@ def _versus(ctx: Context, args, out: Path, label: str, budgets: dict) -> list[st
         s = summarize([100 * v for v in ft])
         lines.append(f"| {strategy} | {sum(t) / len(t):.0f} | {100 * sum(sv) / len(sv):.2f} | {s.mean:.2f} ± {s.std:.2f} | "
                      f"{', '.join(f'{v:.3f}' for v in gb)} | {', '.join(f'{100 * v:.2f}' for v in ft)} |")
-    diff = welch_difference([100 * v[2] for v in rows["gumbel"]], [100 * v[2] for v in rows["evolution"]])
+    diff = welch_difference([v[2] for v in rows["gumbel"]], [v[2] for v in rows["evolution"]])
     lines += ["", f"gumbel - evolution, fine-tuned mIoU: {diff.show()} points (Welch 95%)", ""]
     return lines
 
