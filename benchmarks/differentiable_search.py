@@ -8,12 +8,13 @@ Parts (``--parts``, comma-separated):
   gives wall time, search-val mIoU and fine-tuned mIoU (mean ± std over seeds) and Welch's interval of the
   difference. Equal wall time: evolution evaluates 96 genomes (population 16, 8 + 8 children, 6 generations)
   and ``--steps`` is set so that a gumbel search takes about as long; both times are reported.
-- ``latency``: the same under a latency budget from ``--lut`` (``--latency-budget``, default 0.8x:uniform_w8a8: the
+- ``latency``: the same under a latency budget from ``--lut`` alone, without the config's BitOps budget
+  (``--latency-budget``, default 0.8x:uniform_w8a8: the
   default table gives the smallest genome 0.63x of W8A8's latency, so 0.6x is out of reach).
 - ``pruning``: the gumbel search of seed 0 under the BitOps budget again without pruning: the seconds of
   its steps against the pruned search's, and whether both end on the same genome.
-- ``proxy`` (SqueezeNAS §5): a gumbel search penalizing MACs (no budget, ``search.gumbel.alpha``), then one
-  under a latency budget equal to the MACs winner's predicted latency; both fine-tuned (seed 0) and their
+- ``proxy`` (SqueezeNAS §5): a gumbel search penalizing MACs (no budget at all, ``search.gumbel.alpha``), then
+  one under a latency budget alone equal to the MACs winner's predicted latency; both fine-tuned (seed 0) and their
   exported files measured on the table's runtime (as ``qnas compare --lut`` does); the table gives MACs,
   predicted and measured latency and mIoU.
 
@@ -41,9 +42,11 @@ from qnas.stats import summarize, welch_difference
 EVOLUTION = dict(population=16, parents=8, mutants=8, crossovers=8)  # 96 evaluations in 6 generations
 
 
-def _context(config: str, **gumbel) -> Context:
+def _context(config: str, keep_budgets: bool = True, **gumbel) -> Context:
+    """The config with the benchmark's evolution settings and ``gumbel``'s; ``keep_budgets=False``: without the
+    config's budgets (the latency and proxy parts search under their own budget alone)."""
     cfg = load_config(config)
-    unbudgeted = {"bitops_budget": None} if gumbel.get("cost") else {}  # the proxy's MACs search has no budget
+    unbudgeted = {} if keep_budgets else {"bitops_budget": None, "latency_budget": None, "memory_budget": None}
     search_cfg = replace(cfg.search, **EVOLUTION, **unbudgeted, gumbel=replace(cfg.search.gumbel, **gumbel))
     return Context(replace(cfg, search=search_cfg), source=config)
 
@@ -116,7 +119,8 @@ def main() -> None:
         lines += _versus(ctx, args, out / "bitops", f"the BitOps budget {args.bitops_budget}",
                          {"bitops_budget": args.bitops_budget})
     if "latency" in parts:
-        lines += _versus(ctx, args, out / "latency", f"the latency budget {args.latency_budget}",
+        lines += _versus(_context(args.config, False, steps=args.steps), args, out / "latency",
+                         f"the latency budget {args.latency_budget} (alone)",
                          {"latency_budget": args.latency_budget})
     if "pruning" in parts:
         pruned = out / "bitops" / "gumbel_seed0"
@@ -131,13 +135,14 @@ def main() -> None:
                   f"- steps with pruning at 0.5%: {a:.0f} s; without: {b:.0f} s ({b / a:.2f}x); live choices at the end "
                   f"{last['live_choices']} of {sum(len(v) for v in last['probs'].values())}; same final genome: {same}", ""]
     if "proxy" in parts:
-        macs = _context(args.config, steps=args.steps, cost="macs")
+        macs = _context(args.config, False, steps=args.steps, cost="macs")
+        latency = _context(args.config, False, steps=args.steps)
         mac_policy, _ = _timed_search(macs, args, out / "proxy" / "gumbel_macs", "gumbel", 0)
         table = LatencyTable.read(args.lut)
         predicted = table.predict(ctx.spec, mac_policy.genome)
-        lat_policy, _ = _timed_search(ctx, args, out / "proxy" / "gumbel_latency", "gumbel", 0,
+        lat_policy, _ = _timed_search(latency, args, out / "proxy" / "gumbel_latency", "gumbel", 0,
                                       latency_budget=f"{predicted:.6f}")
-        rows = compare(ctx, out / "proxy" / "compare",
+        rows = compare(latency, out / "proxy" / "compare",
                        [replace(mac_policy, name="squeezenas_mac"), replace(lat_policy, name="squeezenas_lat")],
                        supernet_run=args.supernet, lut=args.lut, baselines=False, seeds=1)
         lines += ["### MACs as the cost against latency as the cost (SqueezeNAS §5; seed 0, fine-tuned)", "",
