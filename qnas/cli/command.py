@@ -73,12 +73,37 @@ def config_argument(parser: argparse.ArgumentParser, target: bool = True) -> Non
                                  + "); default: the config's deploy.target (qonnx)")
 
 
+def non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
+    return number
+
+
+def distill_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--distill`` and ``--teacher``: distillation while fine-tuning (train.finetune_distill / finetune_teacher)."""
+    parser.add_argument("--distill", type=non_negative_float, default=None, metavar="W",
+                        help="weight of distillation from the teacher while fine-tuning (default: "
+                             "train.finetune_distill; 0: none)")
+    parser.add_argument("--teacher", default=None, metavar="P",
+                        help="the subnet fine-tuning distils from: largest (the supernet's) or a policy, e.g. the "
+                             "best.yaml of `qnas search --bitops-budget none` (FasterSeg's teacher); default: "
+                             "train.finetune_teacher")
+
+
 def context(args: argparse.Namespace) -> Context:
-    """The pipeline context of ``--config`` (with ``--target`` as its deploy.target): named policies are looked
-    up in ./policies, then in the policies/ folder beside the config's folder (the repository's)."""
+    """The pipeline context of ``--config`` (with ``--target`` as its deploy.target, ``--distill`` / ``--teacher``
+    as train.finetune_distill / finetune_teacher): named policies are looked up in ./policies, then in the
+    policies/ folder beside the config's folder (the repository's)."""
     config = load_config(args.config)
     if getattr(args, "target", None):
         config = replace(config, deploy=replace(config.deploy, target=args.target))
+    for option, key in (("distill", "finetune_distill"), ("teacher", "finetune_teacher")):
+        if getattr(args, option, None) is not None:
+            config = replace(config, train=replace(config.train, **{key: getattr(args, option)}))
     beside = Path(args.config).resolve().parent.parent / "policies"
     return Context(config, policy_dirs=[Path("policies"), beside], source=str(args.config))
 

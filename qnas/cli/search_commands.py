@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from qnas.cli.command import Command, config_argument, context, int_between, seed_int
+from qnas.cli.command import Command, config_argument, context, distill_arguments, int_between, seed_int
 from qnas.cli.progress import RichReporter
 from qnas.export.latency import backend_names
 from qnas.pipeline import compare, is_main_process, search, sensitivity
@@ -22,9 +22,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="search output folder")
     parser.add_argument("--bitops-budget", metavar="G", default=None,
                         help="BitOps budget at the deployment resolution: GBitOps (e.g. 7.5) or relative to a "
-                             "policy (e.g. 0.5x:uniform_w8a8); default: search.bitops_budget")
+                             "policy (e.g. 0.5x:uniform_w8a8), or none; default: search.bitops_budget")
     parser.add_argument("--latency-budget", metavar="MS", default=None,
-                        help="INT8 latency budget from --lut: milliseconds or FACTORx:POLICY; "
+                        help="INT8 latency budget from --lut: milliseconds or FACTORx:POLICY, or none; "
                              "default: search.latency_budget")
     parser.add_argument("--memory-budget", metavar="KIB", default=None,
                         help="on-chip weight memory budget (weights at their bit widths plus a 32-bit scale and bias "
@@ -76,6 +76,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure every policy's exported INT8 file on this runtime "
                              f"({', '.join(backend_names())}); repeat for several (column latency_meas_NAME_ms)")
     parser.add_argument("--no-baselines", action="store_true", help="do not add the uniform W8A8/W6A6/W4A4 baselines")
+    distill_arguments(parser)
     parser.add_argument("--seeds", type=int_between(1, 100), default=None, metavar="N",
                         help="train every policy from N seeds (data order) and report mean, std and a 95%% interval; "
                              "default: compare.seeds")

@@ -168,7 +168,10 @@ class TrainConfig:
     baseline_qat_epochs: int = 3
     finetune_epochs: int = 3  # QAT fine-tuning of a subnet cut from the supernet
     finetune_lr: float = 1e-3
-    finetune_distill: float = 0.0  # weight of distillation from the supernet's largest subnet while fine-tuning
+    finetune_distill: float = 0.0  # weight of distillation from the teacher (below) while fine-tuning
+    # the subnet of the supernet that fine-tuning distils from: its largest, or a policy (name or file), e.g. the
+    # best of a search without a budget (qnas search --bitops-budget none): FasterSeg's teacher-student pair
+    finetune_teacher: str = "largest"
     threads: int = 0  # torch intra-op threads; 0: the CPUs that are idle when the command starts (at least 1)
     amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision of float stages on a GPU (never of QAT)
     channels_last: bool = False  # NHWC memory format for the network and its inputs on a GPU
@@ -182,6 +185,8 @@ class TrainConfig:
                 raise FieldError(name, f"must be >= 0, got {getattr(self, name)}")
         _positive("bn_calib_batches", self.bn_calib_batches)
         _positive("checkpoint_every", self.checkpoint_every)
+        if not str(self.finetune_teacher).strip():
+            raise FieldError("finetune_teacher", "must be 'largest' or a policy name or file")
         if not self.phases:
             raise FieldError("phases", "must list at least one phase")
 

@@ -73,8 +73,11 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def budget_constraints(ctx: Context, bitops_budget: str | None, latency_budget: str | None,
                        table: LatencyTable | None, memory_budget: str | None = None) -> list[Constraint]:
     """The constraints of the budgets: GBitOps at the deployment resolution, milliseconds from the
-    latency table and KiB of weight memory, each absolute or ``FACTORx:POLICY``."""
+    latency table and KiB of weight memory, each absolute or ``FACTORx:POLICY``; ``none``: no such budget
+    (even where the config sets one)."""
     spec, hw = ctx.spec, ctx.deploy_hw
+    bitops_budget, latency_budget, memory_budget = (None if b is not None and b.strip().lower() == "none" else b
+                                                    for b in (bitops_budget, latency_budget, memory_budget))
 
     def bitops(g: Genome) -> float:
         return float(genome_cost(spec, g, *hw).bitops)

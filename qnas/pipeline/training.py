@@ -100,12 +100,20 @@ def _train_single(ctx: Context, policy: Policy, out: str | os.PathLike[str], res
                   start: Callable[[Config], Supernet], stages: list[Stage], extra: dict[str, Any],
                   reporter: Reporter, seed: int | None, distill: bool = False) -> dict[str, Any]:
     """Train the policy's network alone from ``start``, then evaluate it; writes metrics.json and policy.yaml.
-    With ``distill``, it learns from the soft output of the starting network's largest subnet too."""
+    With ``distill``, it learns from the soft output of a subnet of the starting network too (the teacher:
+    ``train.finetune_teacher``, its largest or a policy)."""
     run = RunDir(output_folder(out))
+    teacher_genome = teacher_of(ctx) if distill else None  # a missing teacher policy fails before the folder is made
     supernet = start(ctx.config)  # refuses a wrong --supernet before the folder is made
-    teacher = cut_subnet(supernet, ctx.space.largest(), ctx.bn_images) if distill else None
+    teacher = cut_subnet(supernet, teacher_genome, ctx.bn_images) if distill else None
     with FolderLock(out):
         return _train_alone(ctx, run, supernet, teacher, policy, resume, kind, stages, extra, reporter, seed)
+
+
+def teacher_of(ctx: Context) -> Genome:
+    """The genome fine-tuning distils from: the supernet's largest subnet, or the policy ``train.finetune_teacher``."""
+    name = ctx.config.train.finetune_teacher
+    return ctx.space.largest() if name == "largest" else ctx.policy(name).genome
 
 
 def _train_alone(ctx: Context, run: RunDir, supernet: Supernet, teacher: SegNet | None, policy: Policy,
@@ -150,5 +158,7 @@ def finetune(ctx: Context, supernet_run: str | os.PathLike[str], policy: Policy,
 
     cfg = ctx.config.train
     extra = {"supernet": str(Path(supernet_run)), "epochs": cfg.finetune_epochs, "distill": cfg.finetune_distill}
+    if cfg.finetune_distill > 0:
+        extra["teacher"] = cfg.finetune_teacher
     return _train_single(ctx, policy, out, resume, "finetune", start, finetune_stages(cfg, policy.genome), extra,
                          reporter, seed, distill=cfg.finetune_distill > 0)

@@ -156,7 +156,8 @@ class PerChannelWeightQuant(_ElasticBits):
     ratio clamped to ``[1e-3, 1]``, one row per bit width (``clip_ratio``, shape
     ``[len(bits_choices), out_channels]``). The clamp passes gradient that points back into
     the range, so an optimizer step that overshoots 1 does not freeze the ratio. Weights with
-    fewer output channels than ``out_channels`` (elastic width) use the first ``w.shape[0]`` ratios.
+    fewer output channels than ``out_channels`` (elastic width) use the first ``w.shape[0]`` ratios, or
+    the ``rows`` given.
     """
 
     def __init__(self, bits_choices: Sequence[int], out_channels: int, learn_clip: bool = False) -> None:
@@ -170,40 +171,46 @@ class PerChannelWeightQuant(_ElasticBits):
         else:
             self.register_parameter("clip_ratio", None)
 
-    def clip(self, w: Tensor) -> Tensor:
-        """Per-channel clip (``[w.shape[0]]``) at the active bit width for weight ``w``."""
+    def clip(self, w: Tensor, rows: Sequence[int] | None = None) -> Tensor:
+        """Per-channel clip (``[w.shape[0]]``) at the active bit width for weight ``w``, whose channels are this
+        quantizer's ``rows`` (default: its first ``w.shape[0]``)."""
         n = w.shape[0]
         if n > self.out_channels:
             raise ValueError(f"weight has {n} output channels, more than the quantizer's {self.out_channels}")
         base = max_clip(w)
         if self.clip_ratio is None:
             return base
-        ratio = _ClampTowardRange.apply(self.clip_ratio[self._index, :n], _MIN_CLIP_RATIO, _MAX_CLIP_RATIO)
+        ratios = self.clip_ratio[self._index, :n] if rows is None else self.clip_ratio[self._index, list(rows)]
+        ratio = _ClampTowardRange.apply(ratios, _MIN_CLIP_RATIO, _MAX_CLIP_RATIO)
         return base * ratio.to(base.dtype)
 
-    def forward(self, w: Tensor) -> Tensor:
-        """Fake-quantize ``w`` (``[out, ...]``) at the active bit width (identity when disabled)."""
+    def forward(self, w: Tensor, rows: Sequence[int] | None = None) -> Tensor:
+        """Fake-quantize ``w`` (``[out, ...]``, channels ``rows``) at the active bit width (identity when disabled)."""
         if not self.enabled:
             return w
-        return weight_quantize(w, self.grid_bits, self.clip(w))
+        return weight_quantize(w, self.grid_bits, self.clip(w, rows))
 
-    def codes(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        """Integer codes and per-channel scale whose product equals ``forward(w)`` exactly."""
+    def codes(self, w: Tensor, rows: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Integer codes and per-channel scale whose product equals ``forward(w, rows)`` exactly."""
         if not self.enabled:
             raise RuntimeError("a disabled weight quantizer has no codes: its forward is the identity")
-        return weight_codes(w, self.grid_bits, self.clip(w))
+        return weight_codes(w, self.grid_bits, self.clip(w, rows))
 
-    def frozen(self, out_channels: int) -> PerChannelWeightQuant:
-        """A new quantizer fixed to the grid it uses (``grid_bits``) and the first ``out_channels`` channels.
+    def frozen(self, channels: int | Sequence[int]) -> PerChannelWeightQuant:
+        """A new quantizer fixed to the grid it uses (``grid_bits``) and ``channels``: the first that many, or
+        those rows.
 
-        Its forward is bit-identical to this module's for a weight with that many channels.
+        Its forward is bit-identical to this module's for a weight of those channels.
         """
-        if not 1 <= out_channels <= self.out_channels:
-            raise ValueError(f"out_channels must be in [1, {self.out_channels}], got {out_channels}")
-        out = PerChannelWeightQuant((self.grid_bits,), out_channels, self.learn_clip)
+        if isinstance(channels, int) and not 1 <= channels <= self.out_channels:
+            raise ValueError(f"out_channels must be in [1, {self.out_channels}], got {channels}")
+        rows = list(range(channels)) if isinstance(channels, int) else list(channels)
+        if not rows or not all(0 <= r < self.out_channels for r in rows):
+            raise ValueError(f"channel rows must be some of [0, {self.out_channels}), got {channels}")
+        out = PerChannelWeightQuant((self.grid_bits,), len(rows), self.learn_clip)
         if self.clip_ratio is not None:
             idx = self._index
-            out.clip_ratio = nn.Parameter(self.clip_ratio.detach()[idx:idx + 1, :out_channels].clone(),
+            out.clip_ratio = nn.Parameter(self.clip_ratio.detach()[idx:idx + 1, rows].clone(),
                                           requires_grad=self.clip_ratio.requires_grad)
         out.enabled = self.enabled
         return out

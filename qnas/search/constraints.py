@@ -90,7 +90,7 @@ def shrunk(space: SearchSpace, genome: Genome, rng: np.random.Generator, p: floa
     values = dict(genome)
     for gene in space.genes(space.depths(genome)):
         if rng.random() < p:
-            values[gene.label] = min(gene.choices)
+            values[gene.label] = gene.smallest
     active = space.genes(space.depths(values))
     return space.validate({g.label: values[g.label] for g in active})
 

@@ -113,9 +113,12 @@ class SearchSpace:
                                   "remove it or raise the depth")
         values = {}
         for gene in expected:
-            if gene.label not in genes:
+            if gene.label in genes:
+                values[gene.label] = self._checked_value(gene, genes[gene.label])
+            elif gene.default is not None:  # a gene newer than the genome: what the genome described
+                values[gene.label] = gene.default
+            else:
                 raise GenomeError(f"missing genome label {gene.label!r}")
-            values[gene.label] = self._checked_value(gene, genes[gene.label])
         return Genome(values)
 
     def _limiting(self, label: str, depths: dict[str, int]) -> str:
@@ -154,21 +157,25 @@ class SearchSpace:
 
     def uniform(self, bits: int, kernel: int, expand: int, depth: int) -> Genome:
         """Every stage at ``depth``, every block ``(kernel, expand)``, every layer at ``bits``; any other
-        shape gene at its smallest choice (the reference architecture's)."""
+        shape gene at its default (the network older genomes describe), else its smallest choice (the
+        reference architecture's)."""
         named = {"k": kernel, "e": expand}
 
         def pick(gene: Gene) -> int:
             if gene.kind == "bits":
                 return bits
-            return named.get(gene.label.rpartition(".")[2], min(gene.choices))
+            fallback = gene.default if gene.default is not None else min(gene.choices)
+            return named.get(gene.label.rpartition(".")[2], fallback)
 
         return self._at(lambda g: depth, pick)
 
     def largest(self) -> Genome:
-        return self._at(lambda g: max(g.choices), lambda g: max(g.choices))
+        """Every gene at the value of the most computation."""
+        return self._at(lambda g: g.largest, lambda g: g.largest)
 
     def smallest(self) -> Genome:
-        return self._at(lambda g: min(g.choices), lambda g: min(g.choices))
+        """Every gene at the value of the least computation."""
+        return self._at(lambda g: g.smallest, lambda g: g.smallest)
 
     def sample(self, rng: np.random.Generator, depths: Sequence[int] | None = None) -> Genome:
         """A uniformly random genome: each gene drawn independently from its choices.

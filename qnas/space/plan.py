@@ -72,6 +72,11 @@ class Conv(Op):
     are the genome's bit widths and ``*_choices`` what the space allows this conv (one value when
     fixed); ``kernel_choices`` likewise. ``fixed_clip`` fixes the input quantizer's clip (the
     network input, already 8-bit in [0, 1]).
+
+    ``channel_index``: which input channels of the largest network's conv of this label this conv's input
+    holds, in order (empty: the first ``cin``); a depthwise conv's outputs follow its inputs. The head
+    reads a subset of the stage outputs when its branches are searched, so its first convs read channels
+    that are not a prefix of the largest network's.
     """
 
     cin: int
@@ -92,6 +97,7 @@ class Conv(Op):
     abits_choices: tuple[int, ...] = ()
     kernel_choices: tuple[int, ...] = ()
     fixed_clip: float | None = None
+    channel_index: tuple[int, ...] = ()
 
     @property
     def cout(self) -> int:
@@ -253,17 +259,35 @@ class Plan:
 @dataclass(frozen=True)
 class Gene:
     """One gene of the space. ``kind``: 'depth' (sets which later genes exist), 'arch' (a shape
-    choice) or 'bits' (a bit width, which does not change the latency table's units)."""
+    choice) or 'bits' (a bit width, which does not change the latency table's units).
+
+    ``default``: the value a genome without this gene means (a gene added after policies were written
+    defaults to the network those policies described); None: a genome must name it. ``descending``:
+    larger values make a smaller network (the zoom of a block), so the largest network takes the
+    smallest value.
+    """
 
     label: str
     choices: tuple[int, ...]
     kind: str = "arch"
+    default: int | None = None
+    descending: bool = False
+
+    @property
+    def largest(self) -> int:
+        """The value of the largest network (most computation)."""
+        return min(self.choices) if self.descending else max(self.choices)
+
+    @property
+    def smallest(self) -> int:
+        """The value of the smallest network."""
+        return max(self.choices) if self.descending else min(self.choices)
 
 
 class Picker(Protocol):
-    """Answers a plan builder's question 'which of ``choices`` does gene ``label`` take?'."""
+    """Answers a plan builder's question 'which of its choices does ``gene`` take?'."""
 
-    def __call__(self, label: str, choices: tuple[int, ...], kind: str) -> int: ...
+    def __call__(self, gene: Gene) -> int: ...
 
 
 class GenomePicker:
@@ -273,35 +297,37 @@ class GenomePicker:
         self.genome = genome
         self.asked: list[str] = []
 
-    def __call__(self, label: str, choices: tuple[int, ...], kind: str) -> int:
-        self.asked.append(label)
+    def __call__(self, gene: Gene) -> int:
+        self.asked.append(gene.label)
         try:
-            return int(self.genome[label])
+            return int(self.genome[gene.label])
         except KeyError:
-            raise GenomeError(f"missing genome label {label!r}") from None
+            raise GenomeError(f"missing genome label {gene.label!r}") from None
 
 
 class RecordingPicker:
     """Records the gene table: depth genes answer from ``depths`` (default: their largest choice),
-    ``values`` answers other genes it names, every other gene answers its largest choice."""
+    ``values`` answers other genes it names, every other gene answers the largest network's value."""
 
     def __init__(self, depths: Mapping[str, int] | None = None, values: Mapping[str, int] | None = None) -> None:
         self.depths = dict(depths or {})
         self.values = dict(values or {})
         self.genes: list[Gene] = []
 
-    def __call__(self, label: str, choices: tuple[int, ...], kind: str) -> int:
-        self.genes.append(Gene(label, tuple(choices), kind))
-        if kind == "depth":
-            return int(self.depths.get(label, max(choices)))
-        return int(self.values.get(label, max(choices)))
+    def __call__(self, gene: Gene) -> int:
+        self.genes.append(gene)
+        if gene.kind == "depth":
+            return int(self.depths.get(gene.label, gene.largest))
+        return int(self.values.get(gene.label, gene.largest))
 
 
 @dataclass
 class UnitShape:
-    """The extra parts of a unit's key, set by the builder inside ``PlanBuilder.unit``."""
+    """The extra parts of a unit's key, set by the builder inside ``PlanBuilder.unit``; ``cin`` replaces the
+    input channels given when the unit was opened (a unit whose genes decide how many it reads)."""
 
     params: Sequence[tuple[str, int]] = ()
+    cin: int | None = None
 
 
 class PlanBuilder:
@@ -322,13 +348,17 @@ class PlanBuilder:
         self.asked: list[tuple[str, Gene]] = []  # (unit label, gene) of every gene asked, in order
 
     # -- genes ------------------------------------------------------------------------------------------
-    def _ask(self, label: str, choices: Sequence[int], kind: str) -> int:
-        self.asked.append((self._unit_label(), Gene(label, tuple(choices), kind)))
-        return self.pick(label, tuple(choices), kind)
+    def _ask(self, label: str, choices: Sequence[int], kind: str, **extra) -> int:
+        gene = Gene(label, tuple(choices), kind, **extra)
+        self.asked.append((self._unit_label(), gene))
+        return self.pick(gene)
 
-    def choice(self, label: str, choices: Sequence[int]) -> int:
-        """A shape gene (kernel, expand ratio, ...)."""
-        return self._ask(label, choices, "arch")
+    def choice(self, label: str, choices: Sequence[int], *, default: int | None = None,
+               descending: bool = False) -> int:
+        """A shape gene (kernel, expand ratio, zoom, ...); ``default`` and ``descending`` as in ``Gene``."""
+        if default is not None and default not in choices:
+            raise ValueError(f"gene {label!r}: default {default} is not one of {list(choices)}")
+        return self._ask(label, choices, "arch", default=default, descending=descending)
 
     def depth(self, label: str, choices: Sequence[int]) -> int:
         """A gene that decides which later genes exist (a stage's depth)."""
@@ -351,7 +381,8 @@ class PlanBuilder:
             yield shape
         finally:
             unit, self._unit = self._unit, None
-        self.units.append(Unit(unit.label, unit.kind, unit.in_hw, unit.cin, unit.cout, tuple(shape.params),
+        cin = unit.cin if shape.cin is None else shape.cin
+        self.units.append(Unit(unit.label, unit.kind, unit.in_hw, cin, unit.cout, tuple(shape.params),
                                tuple(self._unit_ops)))
 
     # -- operations -------------------------------------------------------------------------------------
@@ -384,9 +415,11 @@ class PlanBuilder:
              dilation: int = 1, wbits: int, abits: int, wbits_choices: Sequence[int] = (),
              abits_choices: Sequence[int] = (), kernel_choices: Sequence[int] = (), relu: bool = True,
              signed_input: bool = False, out_quant: bool = False, bias: bool = False, batchnorm: bool = True,
-             fixed_clip: float | None = None) -> str:
+             fixed_clip: float | None = None, channel_index: Sequence[int] = ()) -> str:
         src = self._by_label[x]
         cin = src.channels
+        if channel_index and len(channel_index) != cin:
+            raise ValueError(f"{label}: a channel index of {len(channel_index)} channels for an input of {cin}")
         if depthwise:
             cout = cin
         padding = same_padding(kernel, dilation)
@@ -397,7 +430,7 @@ class PlanBuilder:
             relu=relu, batchnorm=batchnorm, bias=bias, signed_input=signed_input, out_quant=out_quant,
             wbits=wbits, abits=abits, wbits_choices=tuple(wbits_choices) or (wbits,),
             abits_choices=tuple(abits_choices) or (abits,), kernel_choices=tuple(kernel_choices) or (kernel,),
-            fixed_clip=fixed_clip))
+            fixed_clip=fixed_clip, channel_index=tuple(channel_index)))
 
     def add(self, label: str, a: str, b: str) -> str:
         first = self._by_label[a]

@@ -13,7 +13,7 @@ several convs read: an integer engine keeps them as numbers).
 from __future__ import annotations
 
 from qnas.space.networks import register_network
-from qnas.space.plan import PlanBuilder
+from qnas.space.plan import PlanBuilder, conv_out_size
 from qnas.space.spec import SpaceSpec
 
 __all__ = ["segnas"]
@@ -35,20 +35,61 @@ def _separable(b: PlanBuilder, spec: SpaceSpec, label: str, x: str, cout: int, s
     return _qconv(b, spec, f"{label}.pw", h, cout, 1, out_quant=out_quant)
 
 
+def _zoom(b: PlanBuilder, spec: SpaceSpec, label: str) -> int:
+    """Whether the block's depthwise conv is zoomed: a gene when ``spec.zoom`` offers both (default 0,
+    the plain block every genome without the gene described), else the one value it allows."""
+    if len(spec.zoom) == 1:
+        return spec.zoom[0]
+    return b.choice(f"{label}.zoom", spec.zoom, default=0, descending=True)
+
+
 def _mbconv(b: PlanBuilder, spec: SpaceSpec, label: str, x: str, cout: int, stride: int, signed_input: bool) -> str:
     """Mobile inverted bottleneck: expand 1x1, depthwise k x k, linear projection 1x1 onto an 8-bit
-    output grid, residual when the shapes allow."""
+    output grid, residual when the shapes allow.
+
+    Zoomed (FasterSeg's zoomed convolution, METHOD.md §8): the depthwise conv runs at half resolution
+    between a nearest downsampling by 2 and a nearest upsampling back. Nearest downsampling by 2 followed
+    by a k x k conv (stride s, padding k // 2) is the k x k conv of stride 2s, dilation 2 and padding
+    2 (k // 2) on the full-resolution input, so the plan writes that conv and a nearest ``Resize``; both
+    copy or sum integer codes, so the block stays exact in every integer export.
+    """
     cin = b.channels(x)
     with b.unit(label, "mbconv", b.hw(x), cin, cout) as shape:
         kernel = b.choice(f"{label}.k", spec.kernels)
         expand = b.choice(f"{label}.e", spec.expands)
-        shape.params = (("s", stride), ("k", kernel), ("e", expand))
+        zoom = _zoom(b, spec, label)
+        shape.params = (("s", stride), ("k", kernel), ("e", expand)) + ((("z", 1),) if zoom else ())
         h = _qconv(b, spec, f"{label}.pw1", x, cin * expand, 1, signed_input=signed_input)
-        h = _qconv(b, spec, f"{label}.dw", h, 0, kernel, stride, depthwise=True, kernel_choices=spec.kernels)
+        if zoom:
+            out_hw = tuple(conv_out_size(v, kernel, stride) for v in b.hw(h))
+            h = _qconv(b, spec, f"{label}.dw", h, 0, kernel, 2 * stride, depthwise=True, dilation=2,
+                       kernel_choices=spec.kernels)
+            h = b.resize(f"{label}.up", h, out_hw, "nearest")
+        else:
+            h = _qconv(b, spec, f"{label}.dw", h, 0, kernel, stride, depthwise=True, kernel_choices=spec.kernels)
         out = _qconv(b, spec, f"{label}.pw2", h, cout, 1, relu=False, out_quant=True)
         if stride == 1 and cin == cout:
             out = b.add(f"{label}.add", out, x)
     return out
+
+
+def _branches(b: PlanBuilder, spec: SpaceSpec) -> int:
+    """Which stage outputs feed the head (bit s-1: stage s): a gene when ``spec.branches`` offers several masks
+    (default: all, today's head), else the one it allows (all when empty)."""
+    if len(spec.branches) > 1:
+        return b.choice("head.branches", spec.branches, default=spec.all_branches if spec.all_branches in
+                        spec.branches else None)
+    return spec.branches[0] if spec.branches else spec.all_branches
+
+
+def _fused_index(spec: SpaceSpec, stages: list[int]) -> tuple[int, ...]:
+    """The channels of the full fusion (every stage, then the high-resolution branch) that a fusion of
+    ``stages`` holds, in order; empty when it holds them all (a prefix needs no index)."""
+    if len(stages) == spec.num_stages:
+        return ()
+    starts = [sum(spec.stage_channels[:i]) for i in range(spec.num_stages + 1)]
+    index = [c for s in stages for c in range(starts[s - 1], starts[s])]
+    return tuple(index + list(range(starts[-1], starts[-1] + spec.highres_channels)))
 
 
 @register_network("segnas")
@@ -76,11 +117,17 @@ def segnas(spec: SpaceSpec, b: PlanBuilder) -> None:
         highres = _separable(b, spec, "hr", stem, spec.highres_channels, 1, signed_input=False)
 
     fused_channels = sum(spec.stage_channels) + spec.highres_channels
-    with b.unit("head", "head", stem_hw, fused_channels, spec.num_classes):
-        branches = [b.resize(f"fuse.s{s}", out, stem_hw, spec.upsample) for s, out in enumerate(stage_outs, start=1)]
+    with b.unit("head", "head", stem_hw, fused_channels, spec.num_classes) as shape:
+        mask = _branches(b, spec)
+        stages = [s for s in range(1, spec.num_stages + 1) if mask >> (s - 1) & 1]
+        branches = [b.resize(f"fuse.s{s}", stage_outs[s - 1], stem_hw, spec.upsample) for s in stages]
         fused = b.concat("fuse", [*branches, highres])
+        index = _fused_index(spec, stages)
+        shape.cin = b.channels(fused)
+        shape.params = (("b", mask),) if mask != spec.all_branches else ()
         h1, h2 = spec.head_channels
-        h = _separable(b, spec, "head.ds1", fused, h1, 1, signed_input=True)
+        h = _qconv(b, spec, "head.ds1.dw", fused, 0, 3, 1, depthwise=True, signed_input=True, channel_index=index)
+        h = _qconv(b, spec, "head.ds1.pw", h, h1, 1, channel_index=index)
         h = _separable(b, spec, "head.ds2", h, h2, 1, signed_input=False)
         logits = _qconv(b, spec, "classifier", h, spec.num_classes, 1, wbits=spec.classifier_wbits,
                         abits=spec.classifier_abits, relu=False, bias=True, batchnorm=False)

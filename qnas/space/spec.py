@@ -50,6 +50,9 @@ class SpaceSpec:
     kernels: tuple[int, ...] = (3, 5)
     expands: tuple[int, ...] = (3, 4, 6)
     bits: tuple[int, ...] = (4, 6, 8)
+    zoom: tuple[int, ...] = (0,)  # per MBConv block: 0 plain, 1 zoomed depthwise conv (both: a gene per block)
+    # which stage outputs feed the head, as bit masks (bit s-1: stage s); empty: all of them, no gene
+    branches: tuple[int, ...] = ()
     input_bits: int = 8
     classifier_wbits: int = 8
     classifier_abits: int = 8
@@ -79,6 +82,11 @@ class SpaceSpec:
         _check_choices("kernels", self.kernels, (1, 3, 5, 7))
         _check_choices("expands", self.expands, (1, 2, 3, 4, 5, 6, 8))
         _check_choices("bits", self.bits, (2, 3, 4, 5, 6, 7, 8))
+        _check_choices("zoom", self.zoom, (0, 1))
+        if self.branches:
+            full = (1 << len(self.stage_channels)) - 1
+            deepest = 1 << (len(self.stage_channels) - 1)
+            _check_choices("branches", self.branches, tuple(m for m in range(1, full + 1) if m & deepest))
         for name in ("input_bits", "classifier_wbits", "classifier_abits"):
             value = getattr(self, name)
             if not 2 <= value <= 8:
@@ -86,9 +94,14 @@ class SpaceSpec:
         if self.upsample not in ("nearest", "bilinear"):
             raise FieldError("upsample", f"{self.upsample!r} is not allowed; allowed: ['nearest', 'bilinear']")
         # Canonical order makes equal specs compare equal whatever order the YAML listed.
-        for name in ("depths", "kernels", "expands", "bits"):
+        for name in ("depths", "kernels", "expands", "bits", "zoom", "branches"):
             object.__setattr__(self, name, tuple(sorted(getattr(self, name))))
 
     @property
     def num_stages(self) -> int:
         return len(self.stage_channels)
+
+    @property
+    def all_branches(self) -> int:
+        """The bit mask of every stage (the head of today's network reads them all)."""
+        return (1 << self.num_stages) - 1

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qnas.space.plan import Conv
+from qnas.supernet.ops import output_rows
 
 __all__ = ["ConvUnit"]
 
@@ -33,6 +34,6 @@ class ConvUnit(nn.Module):
 
     def freeze(self, op: Conv) -> ConvUnit:
         """This unit's static version for ``op``: copies of the active weights, statistics and clips."""
-        bn = None if self.bn is None else self.bn.freeze(op.cout)
+        bn = None if self.bn is None else self.bn.freeze(output_rows(op))
         out = None if self.out_quant is None else copy.deepcopy(self.out_quant)
         return ConvUnit(self.conv.freeze(op), bn, out)

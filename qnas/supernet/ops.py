@@ -17,20 +17,39 @@ from qnas.quant.grids import BIAS_CODE_LIMIT, FLOAT32_EXACT_LIMIT, accumulator_b
 from qnas.quant.modules import PACTActivationQuant, PerChannelWeightQuant
 from qnas.space.plan import Conv
 
-__all__ = ["qconv2d", "integer_conv2d", "fold_batchnorm", "bn_params", "QConv2d", "ElasticQConv2d",
+__all__ = ["qconv2d", "integer_conv2d", "fold_batchnorm", "bn_params", "output_rows", "QConv2d", "ElasticQConv2d",
            "ElasticBatchNorm2d", "centre_crop", "BIAS_CODE_LIMIT", "FLOAT32_EXACT_LIMIT"]
 
 
+def output_rows(op: Conv) -> slice | list[int]:
+    """The output channels of the largest network's conv that ``op`` computes: its first ``cout``, or the
+    channels of a depthwise conv's channel index."""
+    if op.depthwise and op.channel_index:
+        return list(op.channel_index)
+    return slice(0, op.cout)
+
+
+def _rows(rows: int | slice | list[int]) -> slice | list[int]:
+    return slice(0, rows) if isinstance(rows, int) else rows
+
+
+def _row_list(rows: slice | list[int]) -> list[int] | None:
+    """``rows`` for a per-channel quantizer: None for a prefix (its first channels)."""
+    return None if isinstance(rows, slice) else rows
+
+
 def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, op: Conv, act_quant: nn.Module,
-            weight_quant: nn.Module) -> Tensor:
-    """Conv of the quantized input with the quantized weight, with the plan's geometry."""
-    return F.conv2d(act_quant(x), weight_quant(weight), bias, op.stride, op.padding, op.dilation, op.groups)
+            weight_quant: nn.Module, rows: list[int] | None = None) -> Tensor:
+    """Conv of the quantized input with the quantized weight (channels ``rows`` of its quantizer), with the
+    plan's geometry."""
+    return F.conv2d(act_quant(x), weight_quant(weight, rows), bias, op.stride, op.padding, op.dilation, op.groups)
 
 
-def bn_params(bn: nn.Module, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
-    """Running mean, running var, gamma, beta (first ``channels``) and eps of a BatchNorm."""
+def bn_params(bn: nn.Module, rows: int | slice | list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """Running mean, running var, gamma, beta (of channels ``rows``: a count is the first ones) and eps of a
+    BatchNorm (a static one: all of its channels)."""
     if isinstance(bn, ElasticBatchNorm2d):
-        return (*bn.active_params(channels), bn.eps)
+        return (*bn.active_params(rows), bn.eps)
     return bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
 
 
@@ -67,16 +86,18 @@ def fold_batchnorm(codes: Tensor, scale: Tensor, conv_bias: Tensor | None, input
 
 def integer_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, op: Conv,
                    act_quant: PACTActivationQuant, weight_quant: PerChannelWeightQuant,
-                   bn: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
+                   bn: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None,
+                   rows: list[int] | None = None) -> Tensor:
     """An evaluation-mode quantized conv computed as an integer engine computes it.
 
     Input codes times weight codes are summed exactly (``_exact_sum_conv``), plus the int32
     bias when BatchNorm is folded in (``fold_batchnorm``), then rescaled once by
     ``s_in * s_w[c]``; without BatchNorm a float bias is added after the rescale. Every export
-    profile writes these same operations, so its output can equal this one bit for bit.
+    profile writes these same operations, so its output can equal this one bit for bit. ``rows``: the
+    weight quantizer's channels the weight has (default: its first ones).
     """
     x_codes, input_scale = act_quant.codes(x)
-    codes, scale = weight_quant.codes(weight)
+    codes, scale = weight_quant.codes(weight, rows)
     # the largest |sum| the quantizers' ranges allow (the bound every exporter checks too)
     bound = accumulator_bound(codes[0].numel(), act_quant.grid_bits, act_quant.signed, weight_quant.grid_bits,
                               with_bias=bn is not None)
@@ -185,11 +206,17 @@ class ElasticQConv2d(nn.Module):
         self.act_quant.set_bits(abits)
 
     def active_weight(self, op: Conv) -> Tensor:
-        """The float weight ``op`` uses: the one slicing routine for forward and freeze."""
-        if op.cout > self.max_out or op.kernel not in self.kernel_sizes:
-            raise ValueError(f"{self.label}: the plan asks for {op.cout} channels and kernel {op.kernel}; "
-                             f"this conv has at most {self.max_out} and kernels {list(self.kernel_sizes)}")
-        weight = self.weight[:op.cout] if self.depthwise else self.weight[:op.cout, :op.cin // op.groups]
+        """The float weight ``op`` uses: the one slicing routine for forward and freeze. Its rows are
+        ``output_rows(op)``; a dense conv's columns the first ``cin`` or ``op.channel_index``."""
+        inputs = self.weight.shape[1] if not self.depthwise else self.max_out
+        if (op.cout > self.max_out or op.kernel not in self.kernel_sizes
+                or any(not 0 <= c < inputs for c in op.channel_index)):
+            raise ValueError(f"{self.label}: the plan asks for {op.cout} channels (index {list(op.channel_index)}) "
+                             f"and kernel {op.kernel}; this conv has at most {self.max_out} outputs, {inputs} "
+                             f"inputs and kernels {list(self.kernel_sizes)}")
+        weight = self.weight[output_rows(op)]
+        if not self.depthwise:
+            weight = weight[:, list(op.channel_index)] if op.channel_index else weight[:, :op.cin // op.groups]
         kernel = self.kernel_sizes[-1]
         for small in reversed(self.kernel_sizes[:-1]):
             if op.kernel > small:
@@ -200,26 +227,30 @@ class ElasticQConv2d(nn.Module):
             kernel = small
         return weight
 
-    def active_bias(self, out_channels: int) -> Tensor | None:
-        return None if self.bias is None else self.bias[:out_channels]
+    def active_bias(self, rows: int | slice | list[int]) -> Tensor | None:
+        """The bias of output channels ``rows`` (a count: the first ones)."""
+        return None if self.bias is None else self.bias[_rows(rows)]
 
     def forward(self, x: Tensor, op: Conv, bn: nn.Module | None = None) -> Tensor:
         """The conv ``op`` (then ``bn`` if given); ``integer_conv2d`` in evaluation with quantization on."""
+        rows = output_rows(op)
         weight = self.active_weight(op)
-        bias = self.active_bias(op.cout)
+        bias = self.active_bias(rows)
         if _integer_mode(self):
             return integer_conv2d(x, weight, bias, op, self.act_quant, self.weight_quant,
-                                  None if bn is None else bn_params(bn, op.cout))
-        y = qconv2d(x, weight, bias, op, self.act_quant, self.weight_quant)
-        return y if bn is None else bn(y)
+                                  None if bn is None else bn_params(bn, rows), _row_list(rows))
+        y = qconv2d(x, weight, bias, op, self.act_quant, self.weight_quant, _row_list(rows))
+        return y if bn is None else bn(y, rows)
 
     def freeze(self, op: Conv) -> QConv2d:
         """The conv ``op`` as a static ``QConv2d`` holding copies of the active tensors."""
+        rows = output_rows(op)
         with torch.no_grad():
             weight = self.active_weight(op).detach().clone()
-            bias = self.active_bias(op.cout)
+            bias = self.active_bias(rows)
             bias = None if bias is None else bias.detach().clone()
-        return QConv2d(weight, bias, self.act_quant.frozen(), self.weight_quant.frozen(op.cout), self.label)
+        quant = self.weight_quant.frozen(op.cout if isinstance(rows, slice) else rows)
+        return QConv2d(weight, bias, self.act_quant.frozen(), quant, self.label)
 
     def extra_repr(self) -> str:
         kind = "depthwise" if self.depthwise else "dense"
@@ -227,28 +258,36 @@ class ElasticQConv2d(nn.Module):
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm over the first ``C`` channels of its parameters, ``C`` taken from the input."""
+    """BatchNorm over some of its channels: the first ``C`` (``C`` taken from the input) or the ``rows`` given."""
 
-    def active_params(self, channels: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Running mean, running var, weight, bias of the active channels (views of the full ones)."""
-        return (self.running_mean[:channels], self.running_var[:channels],
-                self.weight[:channels], self.bias[:channels])
+    def active_params(self, rows: int | slice | list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Running mean, running var, weight, bias of channels ``rows`` (a count: the first ones; then views
+        of the full tensors, else copies)."""
+        rows = _rows(rows)
+        return self.running_mean[rows], self.running_var[rows], self.weight[rows], self.bias[rows]
 
-    def forward(self, x: Tensor) -> Tensor:
-        mean, var, weight, bias = self.active_params(x.shape[1])
+    def forward(self, x: Tensor, rows: slice | list[int] | None = None) -> Tensor:
+        rows = slice(0, x.shape[1]) if rows is None else rows
+        mean, var, weight, bias = self.active_params(rows)
         if self.training and self.momentum is not None:
             self.num_batches_tracked.add_(1)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.momentum is None:  # cumulative average (BN recalibration)
             self.num_batches_tracked.add_(1)
             momentum = 1.0 / float(self.num_batches_tracked)
-        return F.batch_norm(x, mean, var, weight, bias, self.training, momentum, self.eps)
+        y = F.batch_norm(x, mean, var, weight, bias, self.training, momentum, self.eps)
+        if self.training and not isinstance(rows, slice):  # the statistics were updated in copies
+            with torch.no_grad():
+                self.running_mean[rows] = mean
+                self.running_var[rows] = var
+        return y
 
-    def freeze(self, channels: int) -> nn.BatchNorm2d:
-        bn = nn.BatchNorm2d(channels, eps=self.eps, momentum=self.momentum)
+    def freeze(self, rows: int | slice | list[int]) -> nn.BatchNorm2d:
+        """A static BatchNorm of channels ``rows`` (a count: the first ones)."""
+        params = self.active_params(rows)
+        bn = nn.BatchNorm2d(params[0].numel(), eps=self.eps, momentum=self.momentum)
         with torch.no_grad():
-            for dst, src in zip((bn.running_mean, bn.running_var, bn.weight, bn.bias),
-                                self.active_params(channels)):
+            for dst, src in zip((bn.running_mean, bn.running_var, bn.weight, bn.bias), params):
                 dst.copy_(src)
             bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn

@@ -13,6 +13,12 @@ EdMIPS: each conv runs once, on
   channel: a channel's probability enters once, through the mask below;
 - its output channels beyond a variant's width weighted by that variant's probability (a channel mask),
   after BatchNorm (batch statistics; the supernet's running statistics are left alone) and ReLU;
+- a conv whose shapes differ in geometry (a zoomed block's depthwise conv: stride 2s, dilation 2) runs once
+  per geometry, each output masked by its shapes' probabilities and resized (nearest, as the block does)
+  to the plain shape's resolution, and the outputs summed;
+- a conv whose shapes read different input channels (the head's first convs when the head's branches are
+  searched) runs at full width, a depthwise conv's output channels weighted by the probability of the
+  branches that have them;
 - and a residual block that a stage's depth may leave out adds ``gate * f(x)`` to its input, the gate
   being the probability mass of the depths that keep it.
 
@@ -37,7 +43,7 @@ from torch import Tensor, nn
 from qnas.space.networks import NOMINAL_HW, network_plan, unit_choices
 from qnas.space.plan import Add, Conv
 from qnas.supernet.blocks import ConvUnit
-from qnas.supernet.network import Supernet, run_plan
+from qnas.supernet.network import Supernet, resize, run_plan
 from qnas.supernet.ops import ElasticBatchNorm2d
 
 __all__ = ["RelaxedSupernet", "gumbel_weights", "choice_probabilities"]
@@ -107,7 +113,8 @@ class RelaxedSupernet(nn.Module):
                 groups: dict[tuple, tuple[Conv, list]] = {}
                 for idx, (_, plan) in zip(index, unit.variants):
                     op = plan.op(label)
-                    groups.setdefault((op.weight_shape, op.groups), (op, []))[1].append(idx)
+                    key = (op.weight_shape, op.groups, op.stride, op.dilation, op.channel_index)
+                    groups.setdefault(key, (op, []))[1].append(idx)
                 self._convs[label] = _ConvChoices(labels, sizes, tuple((op, tuple(i)) for op, i in groups.values()))
             if unit.depth is not None:
                 last = largest.op(unit.unit.ops[-1])
@@ -148,25 +155,72 @@ class RelaxedSupernet(nn.Module):
         return out
 
     def _conv(self, unit: ConvUnit, op: Conv, x: Tensor, weights, alive) -> Tensor:
+        """The conv ``op`` of the deepest network mixed over its live shapes: one conv per geometry (stride and
+        dilation: a zoomed block's depthwise conv has its own), each resized to ``op``'s resolution."""
         choices = self._convs[op.label]
         lives = [self._live(alive, g) for g in choices.genes]
         if choices.genes:
             joint = weights[choices.genes[0]]
             for gene in choices.genes[1:]:
                 joint = joint[..., None] * weights[gene]
-        shapes = []  # (geometry, probability) of the live shapes
+        geometries: dict[tuple[int, int], list] = {}  # (stride, dilation) -> [(shape, probability)] of live shapes
         for shape, indexes in choices.shapes:
             live = [i for i in indexes if all(lv[j] for lv, j in zip(lives, i))]
             if live:
-                shapes.append((shape, sum(joint[i] for i in live) if choices.genes else None))
+                geometries.setdefault((shape.stride, shape.dilation), []).append(
+                    (shape, sum(joint[i] for i in live) if choices.genes else None))
+        if any(shape.channel_index for shape, _ in choices.shapes):
+            return self._indexed_conv(unit, op, x, [s for shapes in geometries.values() for s in shapes], weights, alive)
+        out = None
+        for shapes in geometries.values():
+            y = self._geometry_conv(unit, op, x, shapes, weights, alive)
+            if len({s.cout for s, _ in shapes}) > 1 or len(geometries) > 1:  # each channel's share of the mixture
+                channel = torch.arange(y.shape[1], device=y.device)
+                mask = sum(p * (channel < s.cout).to(y.dtype) for s, p in shapes)
+                y = y * mask.reshape(1, -1, 1, 1)
+            y = resize(y, op.hw, "nearest")  # a zoomed conv's output, upsampled as its block does
+            out = y if out is None else out + y
+        return out
+
+    def _indexed_conv(self, unit: ConvUnit, op: Conv, x: Tensor, shapes, weights, alive) -> Tensor:
+        """A conv whose shapes read different channels of its input (the head's first convs, when the head's
+        branches are searched): the conv at full width, a depthwise conv's output channels weighted by the
+        probability that a shape has them (a dense conv reads the channels the depthwise conv before it
+        weighted)."""
+        if not op.depthwise:  # each shape's weight quantized on its own channels (their clip), placed in full
+            mixed = mass = None
+            for shape, p in shapes:
+                p = 1.0 if p is None else p
+                quantized = self._mixed_bits(unit.conv.weight_quant, f"{op.label}.wbits", op.wbits,
+                                             unit.conv.active_weight(shape), weights, alive)
+                columns = list(shape.channel_index or range(shape.cin))
+                placed = quantized.new_zeros(quantized.shape[0], x.shape[1], *quantized.shape[2:])
+                placed[:, columns] = quantized
+                cover = x.new_zeros(1, x.shape[1], 1, 1)
+                cover[:, columns] = 1.0
+                mixed = p * placed if mixed is None else mixed + p * placed
+                mass = p * cover if mass is None else mass + p * cover
+            mixed = mixed / torch.where(mass > 0, mass, torch.ones_like(mass))
+            return self._geometry_conv(unit, op, x, [(op, None)], weights, alive, mixed)
+        y = self._geometry_conv(unit, op, x, [(op, None)], weights, alive)
+        gate = y.new_zeros(y.shape[1])
+        for shape, p in shapes:
+            gate[list(shape.channel_index or range(shape.cout))] += 1.0 if p is None else p
+        return y * gate.reshape(1, -1, 1, 1)
+
+    def _geometry_conv(self, unit: ConvUnit, op: Conv, x: Tensor, shapes, weights, alive,
+                       mixed: Tensor | None = None) -> Tensor:
+        """One conv over the weights of ``shapes`` (of one stride and dilation) mixed by their probabilities
+        (or over ``mixed``, a weight mixed already)."""
         cout = max(s.cout for s, _ in shapes)
         kernel = max(s.kernel for s, _ in shapes)
+        stride, dilation = shapes[0][0].stride, shapes[0][0].dilation
         depthwise = op.depthwise
         if depthwise and cout != x.shape[1]:
             raise ValueError(f"{op.label}: a depthwise conv of {cout} channels reads {x.shape[1]}")
         cin = 1 if depthwise else x.shape[1]
-        mixed = mass = None
-        for shape, p in shapes:
+        mass = None
+        for shape, p in shapes if mixed is None else ():
             quantized = self._mixed_bits(unit.conv.weight_quant, f"{op.label}.wbits", op.wbits,
                                          unit.conv.active_weight(shape), weights, alive)
             w = _pad(quantized, cout, cin, kernel)
@@ -178,12 +232,12 @@ class RelaxedSupernet(nn.Module):
             mass = p * cover if mass is None else mass + p * cover
         if mass is not None and len(shapes) > 1:
             # each weight element mixed over the shapes that have it: a channel's share of the mixture is its
-            # mask (the output's, below; the input's, from the conv before), not also its weight's scale
+            # mask (the output's, in _conv; the input's, from the conv before), not also its weight's scale
             mixed = mixed / torch.where(mass > 0, mass, torch.ones_like(mass))
         bias = unit.conv.active_bias(cout)
         inputs = self._mixed_bits(unit.conv.act_quant, f"{op.label}.abits", op.abits, x, weights, alive)
-        y = F.conv2d(inputs, mixed, bias, op.stride,
-                     (kernel - 1) // 2 * op.dilation, op.dilation, cout if depthwise else op.groups)
+        y = F.conv2d(inputs, mixed, bias, stride, (kernel - 1) // 2 * dilation, dilation,
+                     cout if depthwise else op.groups)
         if unit.bn is not None:
             bn = unit.bn
             gamma, beta = (bn.active_params(cout)[2:] if isinstance(bn, ElasticBatchNorm2d)
@@ -193,10 +247,6 @@ class RelaxedSupernet(nn.Module):
             y = F.relu(y)
         if unit.out_quant is not None:
             y = unit.out_quant(y)
-        if len({s.cout for s, _ in shapes}) > 1:  # the channels a narrower shape lacks, weighted
-            channel = torch.arange(cout, device=y.device)
-            mask = sum(p * (channel < s.cout).to(y.dtype) for s, p in shapes)
-            y = y * mask.reshape(1, -1, 1, 1)
         return y
 
     def forward(self, x: Tensor, weights: Mapping[str, Tensor],

@@ -3,6 +3,8 @@ costs; each is linear in every gene's probabilities."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -26,14 +28,16 @@ def _exact(space: SearchSpace, kind: str, genome, table: LatencyTable) -> float:
             "latency": table.predict(space.spec, genome)}[kind]
 
 
+@pytest.mark.parametrize("zoom", [(0,), (0, 1)], ids=["plain", "zoom-gene"])
 @pytest.mark.parametrize("kind", COST_KINDS)
-def test_one_hot_probabilities_give_the_genome_cost(kind: str, small_space: SearchSpace,
+def test_one_hot_probabilities_give_the_genome_cost(kind: str, zoom: tuple[int, ...], small_space: SearchSpace,
                                                     rng: np.random.Generator) -> None:
-    table = _table(small_space, rng)
-    cost = expected_cost(small_space.spec, kind, *HW, table)
-    genomes = [small_space.smallest(), small_space.largest()] + [small_space.sample(rng) for _ in range(8)]
+    space = SearchSpace(replace(small_space.spec, zoom=zoom))
+    table = _table(space, rng)
+    cost = expected_cost(space.spec, kind, *HW, table)
+    genomes = [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(8)]
     for genome in genomes:
-        assert cost.value(one_hot(cost.choices, genome)) == pytest.approx(_exact(small_space, kind, genome, table),
+        assert cost.value(one_hot(cost.choices, genome)) == pytest.approx(_exact(space, kind, genome, table),
                                                                           rel=1e-12)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,22 @@ def test_every_backend_times_an_integer_unit_and_names_its_device(name: str, sma
     backend.assert_integer(model, "a unit")  # every conv of the unit runs as an integer kernel
     measurement = backend.measure(model, 1, 3)
     assert measurement.median_ms > 0 and len(measurement.runs_ms) == 3
+
+
+@pytest.mark.parametrize("name", backend_names())
+def test_every_backend_times_a_zoomed_block_in_integer(name: str, small_space: SearchSpace) -> None:
+    """A zoomed block (strided dilated depthwise conv, nearest upsampling) is a unit of its own in the table,
+    and every backend runs it with integer kernels."""
+    spec = replace(small_space.spec, zoom=(0, 1))
+    zoomed = [(unit, plan) for unit, plan in space_units(spec, *RES) if unit.key.endswith(" z1")]
+    mbconvs = [unit for unit, _ in space_units(spec, *RES) if unit.kind == "mbconv"]
+    assert len(zoomed) == len(mbconvs) // 2 > 0  # each block shape plain and zoomed
+    backend = get_backend(name, 1)
+    for i, (unit, plan) in enumerate(zoomed[:4]):
+        model = unit_graph(plan, unit.label, RandomLayers(i), backend.writer).model()
+        backend.assert_integer(model, unit.key)
+        assert "Resize" in {n.op_type for n in model.graph.node}
+    assert backend.measure(model, 1, 3).median_ms > 0
 
 
 def test_backends_are_registered_with_their_graph_form() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from qnas.export.openvino import vnni
 from qnas.export.profiles import PROFILES, get_profile, onnx_bytes, profile_names
 from qnas.space import SearchSpace
+from qnas.supernet import build_supernet
 from qnas.train import cut_subnet
 from tests.export.conftest import brevitas_codes, check_codes
 
@@ -21,32 +24,50 @@ def test_the_builtin_profiles_are_registered_in_order() -> None:
     assert PROFILES["brevitas"].suffix == "_brevitas.pt"
 
 
+def _check_profile(name: str, subnet, val) -> None:
+    """Export ``subnet`` with profile ``name``, run the file in its runtime and compare with its reference."""
+    profile = get_profile(name)
+    model = profile.export(subnet, 48, 48)
+    reference = profile.reference(subnet).eval()
+    for i in range(2):
+        x = val[i][0][None]
+        with torch.no_grad():
+            want = reference(x).numpy()
+        got = profile.run(model, x.numpy())
+        assert got.shape == want.shape and np.isfinite(got).all()
+        if profile.exact:  # the file computes the reference bit for bit
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        elif name == "brevitas":  # float sums of scaled values: the same codes but for rounding-boundary
+            # flips, which this barely trained net's near-tied logits can amplify (14% of pixels for 2 flips)
+            check_codes(brevitas_codes(subnet, model, x), got, want, atol=1e-4)
+        elif name != "openvino" or vnni():  # rounding-boundary flips (ort, trt), float summation order (fp32)
+            assert float(np.mean(got.argmax(1) == want.argmax(1))) >= 0.98
+        # (openvino without VNNI saturates int16 pair sums: qnas.export.openvino; tests/export/test_openvino_export.py)
+
+
 @pytest.mark.parametrize("name", profile_names())
 def test_profile_runs_and_computes_its_reference(name: str, trained, small_space: SearchSpace) -> None:
     supernet, images, val = trained
-    profile = get_profile(name)
     genomes = [small_space.sample(np.random.default_rng(3))]
     if not name.startswith("qonnx"):  # qonnx's Python executor is slow; test_qonnx_export.py runs 6 genomes
         genomes.append(small_space.smallest())
     for genome in genomes:
-        subnet = cut_subnet(supernet, genome, images)
-        model = profile.export(subnet, 48, 48)
-        reference = profile.reference(subnet).eval()
-        for i in range(2):
-            x = val[i][0][None]
-            with torch.no_grad():
-                want = reference(x).numpy()
-            got = profile.run(model, x.numpy())
-            assert got.shape == want.shape and np.isfinite(got).all()
-            if profile.exact:  # the file computes the reference bit for bit
-                np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
-            elif name == "brevitas":  # float sums of scaled values: the same codes but for rounding-boundary
-                # flips, which this barely trained net's near-tied logits can amplify (14% of pixels for 2 flips)
-                check_codes(brevitas_codes(subnet, model, x), got, want, atol=1e-4)
-            elif name != "openvino" or vnni():  # rounding-boundary flips (ort, trt), float summation order (fp32)
-                assert float(np.mean(got.argmax(1) == want.argmax(1))) >= 0.98
-            # (openvino without VNNI saturates int16 pair sums: qnas.export.openvino; tests/export/test_openvino_export.py)
+        _check_profile(name, cut_subnet(supernet, genome, images), val)
     assert get_profile(name).name == name
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_profile_exports_zoomed_blocks_and_a_subset_of_branches(name: str, trained, small_space: SearchSpace) -> None:
+    """A genome with zoomed blocks (strided dilated depthwise convs, nearest upsampling inside blocks) whose head
+    fuses stages 2 and 3 only, in every profile, on the trained supernet's weights (its space with the zoom and
+    branch genes has the same ones)."""
+    supernet, images, val = trained
+    wider = build_supernet(replace(small_space.spec, zoom=(0, 1), branches=(4, 6, 7)))
+    wider.load_state_dict(supernet.state_dict())
+    wider.eval()
+    genome = wider.space.sample(np.random.default_rng(11))
+    genome = wider.space.validate({**genome, "s1.b0.zoom": 1, "s2.b0.zoom": 1, "s3.b1.zoom": 1, "head.branches": 6})
+    _check_profile(name, cut_subnet(wider, genome, images), val)
 
 
 def test_unknown_profile_is_refused_with_the_allowed_list() -> None:
