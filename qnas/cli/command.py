@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qnas.config import load_config
 from qnas.config.schema import SEED_LIMIT
-from qnas.errors import QnasError
+from qnas.errors import ConfigError, QnasError
 from qnas.pipeline import Context
 from qnas.quant.targets import TARGETS, target_names
 
@@ -104,6 +104,8 @@ def context(args: argparse.Namespace) -> Context:
     for option, key in (("distill", "finetune_distill"), ("teacher", "finetune_teacher")):
         if getattr(args, option, None) is not None:
             config = replace(config, train=replace(config.train, **{key: getattr(args, option)}))
+    if getattr(args, "teacher", None) is not None and config.train.finetune_distill == 0:
+        raise ConfigError("--teacher needs a distillation weight: --distill W with W > 0 (train.finetune_distill is 0)")
     beside = Path(args.config).resolve().parent.parent / "policies"
     return Context(config, policy_dirs=[Path("policies"), beside], source=str(args.config))
 

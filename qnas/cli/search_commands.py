@@ -29,7 +29,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-budget", metavar="KIB", default=None,
                         help="on-chip weight memory budget (weights at their bit widths plus a 32-bit scale and bias "
                              "per channel, what an FPGA stores): KiB (e.g. 96) or relative to a policy (e.g. "
-                             "0.4x:uniform_w8a8); default: search.memory_budget")
+                             "0.4x:uniform_w8a8), or none; default: search.memory_budget")
     parser.add_argument("--lut", metavar="L", default=None, help="latency table (qnas latency-table)")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--backend", choices=backend_names(), default=None,

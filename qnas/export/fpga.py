@@ -15,6 +15,9 @@ network with two exact rewrites (``Hls4mlGraph``):
   warning, and hls4ml will refuse it);
 * a concatenation of k tensors is k - 1 concatenations of two (hls4ml's ``Concatenate`` takes two).
 
+hls4ml 1.3's conv templates have no dilation, so a policy with zoomed blocks (dilated depthwise convs) is
+refused by this profile (the ``qonnx`` file holds it exactly).
+
 ``to_hls4ml`` follows hls4ml's documented QONNX path (``config_from_onnx_model``,
 ``convert_from_onnx_model``, ``io_stream``) with one configuration setting: each depthwise conv gets an
 int32 output type (``ACCUMULATOR``), because hls4ml 1.3 would otherwise fold the rescale after it into
@@ -34,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from qnas.errors import QnasError
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
 from qnas.export.profiles import register_profile
@@ -94,7 +98,12 @@ def export_hls4ml_model(model: SegNet, height: int, width: int) -> onnx.ModelPro
     from qonnx.transformation.infer_shapes import InferShapes
 
     check_exportable(model)
-    graph = network_graph(model.plan(height, width), FrozenLayers(model), Hls4mlGraph).model()
+    plan = model.plan(height, width)
+    dilated = [op.label for op in plan.convs() if op.dilation != 1]
+    if dilated:
+        raise QnasError(f"qonnx-hls4ml: hls4ml 1.3 computes every conv without dilation, and {dilated[0]} (a zoomed "
+                        f"block) has dilation 2; export this policy as qonnx, or pick one without zoomed blocks")
+    graph = network_graph(plan, FrozenLayers(model), Hls4mlGraph).model()
     return ModelWrapper(graph).transform(InferShapes()).model
 
 

@@ -245,7 +245,10 @@ def pick_winners(ctx: Context, folder: str | os.PathLike[str], budgets: list[str
     base = read_policy(folder / "best.yaml", ctx.space)
     winners = []
     for text in budgets:
-        budget = budget_constraints(ctx, text, None, None)[0].budget
+        constraints = budget_constraints(ctx, text, None, None)
+        if not constraints:
+            raise QnasError(f"a winner's BitOps budget cannot be {text!r}; give GBitOps or FACTORx:POLICY")
+        budget = constraints[0].budget
         within = [r for r in rows if float(r["bitops"]) <= budget]
         if not within:
             raise QnasError(f"the search in {folder} evaluated nothing within the bitops budget {text!r} "

@@ -180,6 +180,8 @@ class PerChannelWeightQuant(_ElasticBits):
         base = max_clip(w)
         if self.clip_ratio is None:
             return base
+        if rows is not None and len(rows) != n:
+            raise ValueError(f"weight has {n} output channels, but {len(rows)} channel rows were given")
         ratios = self.clip_ratio[self._index, :n] if rows is None else self.clip_ratio[self._index, list(rows)]
         ratio = _ClampTowardRange.apply(ratios, _MIN_CLIP_RATIO, _MAX_CLIP_RATIO)
         return base * ratio.to(base.dtype)

@@ -155,16 +155,18 @@ class SearchSpace:
         return self.validate({g.label: depths[g.label] if g.kind == "depth" else pick(g)
                               for g in self.genes(depths)})
 
-    def uniform(self, bits: int, kernel: int, expand: int, depth: int) -> Genome:
+    def uniform(self, bits: int, kernel: int, expand: int, depth: int, others: str = "default") -> Genome:
         """Every stage at ``depth``, every block ``(kernel, expand)``, every layer at ``bits``; any other
-        shape gene at its default (the network older genomes describe), else its smallest choice (the
-        reference architecture's)."""
+        shape gene (zoom, head branches) at its default (the network older genomes describe; without one, its
+        smallest choice: the reference architecture's), or with ``others`` 'largest' / 'smallest' at the
+        value of the largest / smallest network."""
         named = {"k": kernel, "e": expand}
 
         def pick(gene: Gene) -> int:
             if gene.kind == "bits":
                 return bits
-            fallback = gene.default if gene.default is not None else min(gene.choices)
+            fallback = {"largest": gene.largest, "smallest": gene.smallest}.get(
+                others, gene.default if gene.default is not None else min(gene.choices))
             return named.get(gene.label.rpartition(".")[2], fallback)
 
         return self._at(lambda g: depth, pick)

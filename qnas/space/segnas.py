@@ -75,11 +75,10 @@ def _mbconv(b: PlanBuilder, spec: SpaceSpec, label: str, x: str, cout: int, stri
 
 def _branches(b: PlanBuilder, spec: SpaceSpec) -> int:
     """Which stage outputs feed the head (bit s-1: stage s): a gene when ``spec.branches`` offers several masks
-    (default: all, today's head), else the one it allows (all when empty)."""
+    (default: all, today's head), else all of them (the supernet's head, which any offer must include)."""
     if len(spec.branches) > 1:
-        return b.choice("head.branches", spec.branches, default=spec.all_branches if spec.all_branches in
-                        spec.branches else None)
-    return spec.branches[0] if spec.branches else spec.all_branches
+        return b.choice("head.branches", spec.branches, default=spec.all_branches)
+    return spec.all_branches
 
 
 def _fused_index(spec: SpaceSpec, stages: list[int]) -> tuple[int, ...]:

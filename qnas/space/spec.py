@@ -51,7 +51,8 @@ class SpaceSpec:
     expands: tuple[int, ...] = (3, 4, 6)
     bits: tuple[int, ...] = (4, 6, 8)
     zoom: tuple[int, ...] = (0,)  # per MBConv block: 0 plain, 1 zoomed depthwise conv (both: a gene per block)
-    # which stage outputs feed the head, as bit masks (bit s-1: stage s); empty: all of them, no gene
+    # which stage outputs feed the head, as bit masks (bit s-1: stage s; the deepest and the mask of all of them
+    # required); empty: all of them, no gene
     branches: tuple[int, ...] = ()
     input_bits: int = 8
     classifier_wbits: int = 8
@@ -87,6 +88,9 @@ class SpaceSpec:
             full = (1 << len(self.stage_channels)) - 1
             deepest = 1 << (len(self.stage_channels) - 1)
             _check_choices("branches", self.branches, tuple(m for m in range(1, full + 1) if m & deepest))
+            if full not in self.branches:  # the supernet's head is the largest network's, with every branch
+                raise FieldError("branches", f"must include {full} (every stage: bit s-1 is stage s; the deepest "
+                                             f"stage always feeds the head), got {list(self.branches)}")
         for name in ("input_bits", "classifier_wbits", "classifier_abits"):
             value = getattr(self, name)
             if not 2 <= value <= 8:

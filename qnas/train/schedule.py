@@ -80,6 +80,6 @@ def step_genomes(space: SearchSpace, stage: Stage, random_subnets: int, seed: in
     spec = space.spec
     depths: Sequence[int] = stage.depths
     rng = np.random.default_rng([seed, step])
-    largest = space.uniform(max(spec.bits), max(spec.kernels), max(spec.expands), max(depths))
-    smallest = space.uniform(min(spec.bits), min(spec.kernels), min(spec.expands), min(depths))
+    largest = space.uniform(max(spec.bits), max(spec.kernels), max(spec.expands), max(depths), others="largest")
+    smallest = space.uniform(min(spec.bits), min(spec.kernels), min(spec.expands), min(depths), others="smallest")
     return [largest, smallest] + [space.sample(rng, depths) for _ in range(random_subnets)]

@@ -119,3 +119,15 @@ def test_compare_writes_the_table(supernet_run: Path, tmp_path: Path) -> None:
     text = (out / "compare.md").read_text()
     assert "latency_meas_ov-cpu_ms" in text and "measured on ov-cpu" in text
     assert "| method |" in text and "Welch's 95% interval" in text and (out / "compare.png").stat().st_size > 1000
+
+
+def test_a_budget_of_none_lifts_the_configs(supernet_run: Path, tmp_path: Path) -> None:
+    """tiny.yaml sets a BitOps budget of 0.6x; --bitops-budget none searches without any (a teacher's search)."""
+    out = tmp_path / "unbudgeted"
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out),
+                 "--bitops-budget", "none", "--strategy", "random", "--quiet"]) == 0
+    assert yaml.safe_load((out / "best.yaml").read_text())["provenance"]["budgets"] == {}
+    space = SearchSpace(load_config(TINY).space)
+    with open(out / "evaluations.csv") as f:
+        bitops = [float(r["bitops"]) for r in csv.DictReader(f)]
+    assert max(bitops) > 0.6 * _bitops(read_policy(W8, space).genome)  # candidates beyond the config's budget

@@ -80,3 +80,27 @@ def test_baseline_and_finetune(supernet_run: Path, tmp_path: Path) -> None:
     # fine-tuning needs a supernet, not a baseline
     assert main(["finetune", "--config", TINY, "--supernet", str(base), "--policy", W4,
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
+
+
+def test_finetune_distils_from_the_teacher_it_is_given(supernet_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """--distill W --teacher P: the fine-tuning learns from that subnet of the supernet (recorded in the policy's
+    provenance, and a different teacher trains a different network); a teacher that does not exist is refused in
+    one line before anything is written."""
+    runs = {}
+    for teacher in ("largest", W4):
+        out = tmp_path / Path(teacher).stem
+        assert main(["finetune", "--config", TINY, "--supernet", str(supernet_run), "--policy", W4, "--out", str(out),
+                     "--distill", "1.0", "--teacher", teacher, "--quiet"]) == 0
+        provenance = yaml.safe_load((out / "policy.yaml").read_text())["provenance"]["finetune"]
+        assert provenance["distill"] == 1.0 and provenance["teacher"] == teacher
+        runs[teacher] = json.loads((out / "metrics.json").read_text())["miou"]
+    assert runs["largest"] != runs[W4]
+    capsys.readouterr()
+    missing = tmp_path / "missing"
+    assert main(["finetune", "--config", TINY, "--supernet", str(supernet_run), "--policy", W4, "--out", str(missing),
+                 "--distill", "1.0", "--teacher", str(tmp_path / "nope.yaml"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml" in err and len(err.strip().splitlines()) == 1 and not missing.exists()
+    assert main(["finetune", "--config", TINY, "--supernet", str(supernet_run), "--policy", W4, "--out", str(missing),
+                 "--distill", "-1", "--quiet"]) == 2

@@ -28,11 +28,11 @@ def _exact(space: SearchSpace, kind: str, genome, table: LatencyTable) -> float:
             "latency": table.predict(space.spec, genome)}[kind]
 
 
-@pytest.mark.parametrize("zoom", [(0,), (0, 1)], ids=["plain", "zoom-gene"])
+@pytest.mark.parametrize("genes", [{}, {"zoom": (0, 1)}, {"branches": (4, 5, 6, 7)}], ids=["plain", "zoom", "branches"])
 @pytest.mark.parametrize("kind", COST_KINDS)
-def test_one_hot_probabilities_give_the_genome_cost(kind: str, zoom: tuple[int, ...], small_space: SearchSpace,
+def test_one_hot_probabilities_give_the_genome_cost(kind: str, genes: dict, small_space: SearchSpace,
                                                     rng: np.random.Generator) -> None:
-    space = SearchSpace(replace(small_space.spec, zoom=zoom))
+    space = SearchSpace(replace(small_space.spec, **genes))
     table = _table(space, rng)
     cost = expected_cost(space.spec, kind, *HW, table)
     genomes = [space.smallest(), space.largest()] + [space.sample(rng) for _ in range(8)]

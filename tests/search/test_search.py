@@ -228,3 +228,23 @@ def test_strategy_registry() -> None:
         register_strategy("evolution")(Evolution)
     with pytest.raises(Exception, match="allowed: \\['evolution', 'gumbel', 'nsga2', 'random'"):
         SearchSettings(strategy="gradient")
+
+
+def test_a_budget_only_a_plain_block_meets_is_achievable(small_space: SearchSpace) -> None:
+    """A zoomed block computes less but may run slower: the achievability check tries the smallest genome with
+    its zoom genes both ways, so a latency budget met only by plain blocks is not refused."""
+    from dataclasses import replace
+
+    from qnas.search.constraints import check_achievable, smallest_costs
+
+    space = SearchSpace(replace(small_space.spec, zoom=(0, 1)))
+
+    def slow_zoom(g: Genome) -> float:  # a runtime on which each zoomed block costs 1 ms more
+        return float(sum(v for label, v in g.items() if label.endswith(".zoom")))
+
+    constraint = Constraint("latency_ms", slow_zoom, 0.5, "ms")
+    assert slow_zoom(space.smallest()) > 0.5
+    check_achievable(space, [constraint])  # the smallest genome with plain blocks meets it
+    assert smallest_costs(space, [constraint]) == {"latency_ms": 0.0}
+    with pytest.raises(QnasError, match="no genome meets"):
+        check_achievable(space, [Constraint("latency_ms", slow_zoom, -1.0, "ms")])

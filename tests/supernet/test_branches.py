@@ -60,11 +60,15 @@ def test_branch_subsets_freeze_bit_for_bit_and_count_their_analytic_cost(branch_
         cost = genome_cost(branch_space.spec, genome, 32, 48)
         assert _counted(frozen, torch.zeros(1, 3, 32, 48)) == (cost.macs, cost.bitops, cost.params)
         index = net.plan(32, 48).op("head.ds1.dw").channel_index
-        if index:  # the frozen head holds the chosen channels' weights and clips
-            dw = frozen.layer("head.ds1.dw")
-            assert torch.equal(dw.weight, net.layer("head.ds1.dw").weight[list(index)])
-            assert torch.equal(frozen.layer("head.ds1.pw").weight,
-                               net.layer("head.ds1.pw").weight[:, list(index)])
+        if index:  # the frozen head holds the chosen channels' weights, BatchNorm and learned clips
+            rows = list(index)
+            dw, big = frozen.unit("head.ds1.dw"), net.unit("head.ds1.dw")
+            assert torch.equal(dw.conv.weight, big.conv.weight[rows])
+            assert torch.equal(dw.bn.running_mean, big.bn.running_mean[rows])
+            assert torch.equal(dw.bn.weight, big.bn.weight[rows])
+            bits = big.conv.weight_quant._index
+            assert torch.equal(dw.conv.weight_quant.clip_ratio[0], big.conv.weight_quant.clip_ratio[bits, rows])
+            assert torch.equal(frozen.layer("head.ds1.pw").weight, net.layer("head.ds1.pw").weight[:, rows])
     assert len(outputs) == 5
 
 

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from qnas.cost import genome_cost
-from qnas.space import SearchSpace
+from qnas.space import SearchSpace, network_plan
 from qnas.supernet import build_supernet, freeze
+from qnas.supernet.network import resize
 from qnas.supernet.relaxed import RelaxedSupernet, gumbel_weights
 from tests.supernet.test_freeze import _counted
 from tests.supernet.test_relaxed import _one_hot
@@ -54,6 +55,24 @@ def test_nearest_downsampling_then_the_conv_is_the_strided_dilated_conv(kernel: 
     want = F.conv2d(down, w, None, stride, kernel // 2, 1, 6)
     got = F.conv2d(x, w, None, 2 * stride, 2 * (kernel // 2), 2, 6)
     assert torch.allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_zoomed_block_computes_its_depthwise_conv_on_every_second_pixel_then_upsamples(zoom_supernet,
+                                                                                       zoom_space) -> None:
+    """The network's zoomed depthwise conv (the integer engine, in evaluation) equals the same unit's plain conv on
+    the nearest-downsampled input, upsampled by nearest copying: FasterSeg's zoomed convolution, exactly."""
+    net = zoom_supernet.eval()
+    for label in ("s1.b0", "s2.b0"):  # stride 1 and stride 2
+        plain = zoom_space.largest()
+        zoomed = zoom_space.validate({**plain, f"{label}.zoom": 1})
+        net.set_genome(zoomed)
+        plan, plain_plan = net.plan(32, 48), network_plan(zoom_space.spec, plain, 32, 48)
+        op, plain_op = plan.op(f"{label}.dw"), plain_plan.op(f"{label}.dw")
+        t = torch.rand(2, op.cin, *op.in_hw, generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            got = resize(net.unit(op.label)(t, op), plan.op(f"{label}.up").hw, "nearest")
+            want = F.interpolate(net.unit(op.label)(t[..., ::2, ::2], plain_op), size=plain_op.hw, mode="nearest")
+        assert got.shape == want.shape and torch.equal(got, want)
 
 
 def test_zoomed_genomes_freeze_bit_for_bit_and_count_their_analytic_cost(zoom_supernet, zoom_space) -> None:

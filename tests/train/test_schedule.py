@@ -45,3 +45,16 @@ def test_fixed_genome_stages(small_space: SearchSpace) -> None:
     assert finetune_stages(cfg, g)[0].genome == g
     with pytest.raises(ValueError):
         Stage("bad", 1, 1e-3, True)
+
+
+def test_the_sandwich_takes_the_new_genes_at_their_largest_and_smallest(small_space: SearchSpace) -> None:
+    """With zoom and branch genes, the sandwich's largest subnet is plain and fuses every branch, its smallest is
+    zoomed and fuses the deepest stage only (the genes' extremes, not their defaults)."""
+    from dataclasses import replace
+
+    space = SearchSpace(replace(small_space.spec, zoom=(0, 1), branches=(4, 5, 6, 7)))
+    stage = supernet_stages(TrainConfig(), space)[-1]
+    largest, smallest = step_genomes(space, stage, 1, seed=0, step=0)[:2]
+    assert largest["head.branches"] == 7 and smallest["head.branches"] == 4
+    assert {v for k, v in largest.items() if k.endswith(".zoom")} == {0}
+    assert {v for k, v in smallest.items() if k.endswith(".zoom")} == {1}
