@@ -90,11 +90,13 @@ def _searched(ctx: Context, supernet: str, lut: str, folder: Path, seed: int, bu
 
 
 def _uses(genome) -> str:
-    zoomed = sum(1 for label, v in genome.items() if label.endswith(".zoom") and v)
-    blocks = sum(1 for label in genome if label.endswith(".k"))
+    """How many blocks are zoomed (of those with a 3x3 and a 5x5 kernel) and which stages the head fuses."""
+    blocks = [label[:-2] for label in genome if label.endswith(".k")]
+    zoomed = {k: sum(1 for b in blocks if genome[f"{b}.k"] == k and genome.get(f"{b}.zoom")) for k in (3, 5)}
+    total = {k: sum(1 for b in blocks if genome[f"{b}.k"] == k) for k in (3, 5)}
     mask = genome.get("head.branches")
     stages = "all" if mask is None else "+".join(f"s{s}" for s in range(1, 4) if mask >> (s - 1) & 1)
-    return f"{zoomed}/{blocks} zoomed, head {stages}"
+    return f"zoomed k3 {zoomed[3]}/{total[3]}, k5 {zoomed[5]}/{total[5]}; head {stages}"
 
 
 def _search(args) -> list[str]:

@@ -102,5 +102,10 @@ def test_finetune_distils_from_the_teacher_it_is_given(supernet_run: Path, tmp_p
                  "--distill", "1.0", "--teacher", str(tmp_path / "nope.yaml"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "nope.yaml" in err and len(err.strip().splitlines()) == 1 and not missing.exists()
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses the value in one line
+        main(["finetune", "--config", TINY, "--supernet", str(supernet_run), "--policy", W4, "--out", str(missing),
+              "--distill", "-1", "--quiet"])
+    assert exit_.value.code == 2 and "--distill" in capsys.readouterr().err
     assert main(["finetune", "--config", TINY, "--supernet", str(supernet_run), "--policy", W4, "--out", str(missing),
-                 "--distill", "-1", "--quiet"]) == 2
+                 "--teacher", W4, "--quiet"]) == 2  # a teacher without a distillation weight
+    assert "--distill" in capsys.readouterr().err and not missing.exists()
