@@ -15,11 +15,13 @@ deviation of W8A8's mean (and the saving), the front against W6A6 and W4A4 at th
 
 Usage: python benchmarks/evidence.py --supernet RUN/supernet --lut RUN/lut.yaml --out runs/evidence
        [--config configs/digits.yaml] [--seeds 3] [--search-seeds 3] [--jobs N]
-       [--finetune-epochs E] [--distill W] [--threads T]
+       [--finetune-epochs E] [--distill W] [--threads T] [--architecture POLICY]
 
 ``--jobs N`` runs the fine-tunes and the strategy searches in N processes at once (each on the GPU
 when there is one; give each ``--threads``); ``--finetune-epochs`` and ``--distill`` change the
-fine-tuning recipe of every policy alike (train.finetune_epochs, train.finetune_distill).
+fine-tuning recipe of every policy alike (train.finetune_epochs, train.finetune_distill). ``--architecture
+uniform_w8a8`` makes every search a search of the bit widths alone, on that policy's network (``qnas search
+--architecture``); a budget no evaluated genome meets then has no winner (the table says so).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from qnas.config import load_config
+from qnas.errors import QnasError
 from qnas.pipeline import Context, compare, pick_winners, search
 from qnas.pipeline.searching import train_seed_run
 from qnas.stats import welch_difference
@@ -63,7 +66,7 @@ def _finetune_job(args: argparse.Namespace, policy, out: Path, k: int) -> None:
 def _search_job(args: argparse.Namespace, folder: Path, strategy: str, seed: int) -> None:
     if not (folder / "best.yaml").exists():
         search(_context(args), args.supernet, folder, bitops_budget="0.5x:uniform_w8a8", strategy=strategy, seed=seed,
-               resume=(folder / "state.json").exists())
+               resume=(folder / "state.json").exists(), architecture=args.architecture)
 
 
 def _in_parallel(jobs: int, calls: list[tuple]) -> None:
@@ -88,6 +91,8 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=0, help="default: the config's")
     parser.add_argument("--distill", type=float, default=None, help="default: the config's train.finetune_distill")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process; default: the config's")
+    parser.add_argument("--architecture", default=None, metavar="POLICY",
+                        help="search the bit widths alone, on this policy's network (e.g. uniform_w8a8)")
     args = parser.parse_args()
     ctx = _context(args)
     out = Path(args.out)
@@ -97,8 +102,13 @@ def main() -> None:
     front = out / "front_search"
     if not (front / "best.yaml").exists():
         search(ctx, args.supernet, front, bitops_budget=args.front_budget, lut=args.lut, strategy="nsga2",
-               resume=(front / "state.json").exists())
-    winners = pick_winners(ctx, front, list(WINNERS))
+               resume=(front / "state.json").exists(), architecture=args.architecture)
+    winners, missing = [], []
+    for budget in WINNERS:  # a bits-only front may not reach the smallest budgets
+        try:
+            winners += pick_winners(ctx, front, [budget])
+        except QnasError:
+            missing.append(budget)
     timings["front search"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -119,7 +129,7 @@ def main() -> None:
             folder = out / "strategies" / f"{strategy}_seed{seed}"
             if not (folder / "best.yaml").exists():
                 search(ctx, args.supernet, folder, bitops_budget="0.5x:uniform_w8a8", strategy=strategy, seed=seed,
-                       resume=(folder / "state.json").exists())
+                       resume=(folder / "state.json").exists(), architecture=args.architecture)
             with open(folder / "evaluations.csv") as f:
                 evaluated = list(csv.DictReader(f))
             strategies.setdefault(strategy, []).append(max(float(r["miou"]) for r in evaluated))
@@ -128,11 +138,15 @@ def main() -> None:
     by = {r["method"]: r for r in rows}
     mious = {name: _mious(r) for name, r in by.items()}
     w8, w6, w4 = by["uniform_w8a8"], by["uniform_w6a6"], by["uniform_w4a4"]
-    lines = [f"# Evidence: searched against uniform precision ({ctx.config.data.dataset}, {args.seeds} fine-tuning seeds)",
+    scope = f", bit widths alone on {args.architecture}'s network" if args.architecture else ""
+    lines = [f"# Evidence: searched against uniform precision ({ctx.config.data.dataset}, {args.seeds} fine-tuning "
+             f"seeds{scope})",
              "", f"Command: `python benchmarks/evidence.py --supernet {args.supernet} --lut {args.lut} --out {args.out} "
              f"--seeds {args.seeds} --search-seeds {args.search_seeds} --jobs {args.jobs}"
              + (f" --finetune-epochs {args.finetune_epochs}" if args.finetune_epochs else "")
              + (f" --distill {args.distill}" if args.distill is not None else "")
+             + (f" --architecture {args.architecture}" if args.architecture else "")
+             + (" --no-strategies" if args.no_strategies else "")
              + f"` (config `{args.config}`; fine-tuning: {ctx.config.train.finetune_epochs} epochs, distillation "
              f"weight {ctx.config.train.finetune_distill}).", "",
              "## Fine-tuned policies (mIoU in points, mean ± std over seeds; 95% interval of the mean)", "",
@@ -156,7 +170,11 @@ def main() -> None:
                "{:.2f}x (thesis 2.2x).".format(100 * w8_std, smallest["method"], smallest["gbitops"],
                                                 w8_bitops / float(smallest["gbitops"]))
                if smallest else f"- No searched policy within one W8A8 std ({100 * w8_std:.2f} points) of W8A8's mean.")]
+    if missing:
+        lines.append(f"- No evaluated genome within {', '.join(missing)}: no winner there.")
     for uniform, winner in ((w6, "searched_1.0x_uniform_w6a6"), (w4, "searched_1.0x_uniform_w4a4")):
+        if winner not in by:
+            continue
         r = by[winner]
         diff = welch_difference(mious[winner], mious[uniform["method"]])
         lines.append(f"- At the BitOps of {uniform['method']} ({uniform['gbitops']}): the front's policy "

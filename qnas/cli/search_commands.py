@@ -42,6 +42,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "settings in search.gumbel; writes gumbel.jsonl and probabilities.png); "
                              "default: search.strategy")
     parser.add_argument("--seed", type=seed_int, default=None, help="search seed (default: search.seed)")
+    parser.add_argument("--architecture", metavar="POLICY", default=None,
+                        help="search the bit widths alone: keep every shape gene (kernels, widths, depths, zoom, "
+                             "branches) of this policy, a file or a name such as uniform_w8a8 (a mixed-precision "
+                             "search of a fixed network); not with --strategy gumbel")
     parser.add_argument("--resume", action="store_true", help="continue the search in --out after a kill")
     parser.add_argument("--quiet", action="store_true", help="no live table")
 
@@ -51,7 +55,7 @@ def _search(args: argparse.Namespace) -> int:
     result = search(context(args), args.supernet, args.out, bitops_budget=args.bitops_budget,
                     latency_budget=args.latency_budget, memory_budget=args.memory_budget, lut=args.lut, force_lut=args.force_lut,
                     strategy=args.strategy, seed=args.seed, resume=args.resume, backend=args.backend,
-                    reporter=RichReporter(args.quiet))
+                    architecture=args.architecture, reporter=RichReporter(args.quiet))
     if not is_main_process():  # under torchrun: rank 0 reports
         return 0
     best = result.search.best()

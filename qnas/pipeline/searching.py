@@ -116,10 +116,11 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
            bitops_budget: str | None = None, latency_budget: str | None = None, memory_budget: str | None = None,
            lut: str | os.PathLike[str] | None = None, force_lut: bool = False, strategy: str | None = None,
            seed: int | None = None, resume: bool = False, backend: str | None = None,
-           reporter: Reporter = SILENT) -> SearchResult:
+           architecture: str | os.PathLike[str] | None = None, reporter: Reporter = SILENT) -> SearchResult:
     """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's),
     with a registered strategy (default: the config's); writes best.yaml, evaluations.csv, pareto.csv,
-    baselines.json and search.png. ``backend``: the table must have been measured with it.
+    baselines.json and search.png. ``backend``: the table must have been measured with it. ``architecture``:
+    a policy file whose shape genes the search keeps, so that it chooses the bit widths alone.
 
     Under ``torchrun`` the ranks share each generation's evaluations and all return the result a single
     process with the same seed finds; rank 0 writes every file (the others read them to resume)."""
@@ -130,11 +131,16 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     constraints = budget_constraints(ctx, bitops_budget or ctx.config.search.bitops_budget,
                                      latency_budget or ctx.config.search.latency_budget, table,
                                      memory_budget or ctx.config.search.memory_budget)
-    check_achievable(ctx.space, constraints)  # before the folder is made: an impossible budget leaves nothing
     settings = SearchSettings(**asdict(ctx.config.search))
     settings = replace(settings, strategy=strategy or settings.strategy,
                        seed=settings.seed if seed is None else seed)
     relaxed = STRATEGIES[settings.strategy].relaxed
+    pins = ctx.space.architecture(ctx.policy(architecture).genome) if architecture else {}
+    if pins and relaxed:
+        raise QnasError(f"--architecture keeps the shape genes of a generation strategy's search (evolution, random, "
+                        f"nsga2); strategy {settings.strategy} relaxes every gene")
+    space = ctx.space.pinned(pins)
+    check_achievable(space, constraints)  # before the folder is made: an impossible budget leaves nothing
     other = [name for name in ((GUMBEL_STATE, GUMBEL_LOG) if not relaxed else ("state.json", "evaluations.jsonl"))
              if (Path(out) / name).exists()]
     if other:
@@ -160,6 +166,8 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
                 "data": to_dict(cfg.data), "deploy": to_dict(cfg.deploy),
                 "bn_calibration": [cfg.train.batch_size, cfg.train.bn_calib_batches],
                 "latency_table": file_hash(lut) if lut else None}
+    if pins:  # a search without pins keeps the identity it always had (its state resumes)
+        identity["architecture"] = pins
     with FolderLock(out):
         if resume:
             clean_temporary_files(out)
@@ -169,13 +177,13 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
             history = list(run.cache.values())
         else:
             with reporter.searching(settings.evaluations) as monitor:
-                run = Search(ctx.space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map,
+                run = Search(space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map,
                              writer=is_main_process())
                 history = run.run(resume=resume)
         for warning in run.warnings if is_main_process() else ():
             reporter.message(f"warning: {warning}")
         baselines = _baselines(ctx, evaluator)
-        best = _best_policy(ctx, supernet_run, run, constraints, settings)
+        best = _best_policy(ctx, supernet_run, run, constraints, settings, architecture)
         if is_main_process():
             _write_outputs(ctx, Path(out), best, run, history, constraints, baselines)
         barrier()  # every rank returns once the outputs are complete
@@ -194,7 +202,7 @@ def _baselines(ctx: Context, evaluator: SupernetEvaluator) -> dict[str, dict[str
 
 
 def _best_policy(ctx: Context, supernet_run: str | os.PathLike[str], run: Search, constraints: list[Constraint],
-                 settings: SearchSettings) -> Policy:
+                 settings: SearchSettings, architecture: str | os.PathLike[str] | None = None) -> Policy:
     """The best candidate as a policy, with its metrics and where it came from."""
     best = run.best()
     checkpoint = checkpoint_file(supernet_run)
@@ -207,6 +215,8 @@ def _best_policy(ctx: Context, supernet_run: str | os.PathLike[str], run: Search
         "seed": settings.seed,
         "evaluations": len(run.cache),
     }
+    if architecture:
+        provenance["architecture_of"] = str(architecture)  # the search chose the bit widths alone
     if STRATEGIES[settings.strategy].relaxed:
         provenance.update(steps=run.steps, gumbel=asdict(settings.gumbel),
                           chosen="the most probable genome" if best.genome == run.chosen and not run.warnings else

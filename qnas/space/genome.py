@@ -10,6 +10,7 @@ describing the same network are equal.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -72,17 +73,38 @@ class Genome(Mapping[str, int]):
 class SearchSpace:
     """The set of valid genomes for a ``SpaceSpec``; all randomness comes from the caller's rng."""
 
-    def __init__(self, spec: SpaceSpec) -> None:
+    def __init__(self, spec: SpaceSpec, pins: Mapping[str, int] | None = None) -> None:
         self.spec = spec
+        self.pins: dict[str, int] = dict(pins or {})
+
+    def pinned(self, values: Mapping[str, int]) -> SearchSpace:
+        """This space with each gene named in ``values`` held at that value (its only choice): a search of
+        the pinned space varies the other genes alone. Every pinned value must be one of the gene's choices."""
+        genes = {g.label: g for g in self.genes()}
+        for label, value in values.items():
+            if label not in genes:
+                raise GenomeError(f"cannot pin {label!r}: not a gene of this space; {self._label_hint(label)}")
+            self._checked_value(genes[label], value)
+        return SearchSpace(self.spec, {**self.pins, **{k: int(v) for k, v in values.items()}})
+
+    def architecture(self, genome: Mapping[str, int]) -> dict[str, int]:
+        """The genome's shape genes (every gene but the bit widths): what ``pinned`` holds for a bits-only search."""
+        kinds = {g.label: g.kind for g in self.genes(self.depths(genome))}
+        return {label: int(v) for label, v in genome.items() if kinds.get(label) != "bits"}
 
     # -- the gene table -------------------------------------------------------------------------
     def genes(self, depths: Mapping[str, int] | None = None) -> list[Gene]:
-        """Genes in canonical order for the given depth genes (default: each at its largest choice)."""
-        return list(gene_table(self.spec, depths))
+        """Genes in canonical order for the given depth genes (default: each at its largest choice); a
+        pinned gene has its pinned value as its only choice."""
+        if depths is None and self.pins:  # the largest depths this space allows
+            depths = {g.label: max(g.choices) for g in self.depth_genes()}
+        genes = gene_table(self.spec, depths)
+        return [replace(g, choices=(self.pins[g.label],)) if g.label in self.pins else g for g in genes]
 
     def depth_genes(self) -> list[Gene]:
         """The genes that decide which other genes exist, in canonical order."""
-        return [g for g in self.genes() if g.kind == "depth"]
+        return [replace(g, choices=(self.pins[g.label],)) if g.label in self.pins else g
+                for g in gene_table(self.spec, None) if g.kind == "depth"]
 
     def canonical_order(self, genome: Genome) -> list[str]:
         return [g.label for g in self.genes(self.depths(genome))]

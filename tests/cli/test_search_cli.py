@@ -131,3 +131,26 @@ def test_a_budget_of_none_lifts_the_configs(supernet_run: Path, tmp_path: Path) 
     with open(out / "evaluations.csv") as f:
         bitops = [float(r["bitops"]) for r in csv.DictReader(f)]
     assert max(bitops) > 0.6 * _bitops(read_policy(W8, space).genome)  # candidates beyond the config's budget
+
+
+def test_search_of_the_bit_widths_alone(supernet_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bits"
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out),
+                 "--bitops-budget", "0.6x:uniform_w8a8", "--architecture", "uniform_w8a8", "--quiet"]) == 0
+    space = SearchSpace(load_config(TINY).space)
+    shape = space.architecture(read_policy(W8, space).genome)
+    with open(out / "evaluations.csv") as f:
+        genomes = [space.validate(json.loads(r["genome"])) for r in csv.DictReader(f)]
+    assert len(genomes) > 3 and all(space.architecture(g) == shape for g in genomes)
+    assert len({g for g in genomes}) == len(genomes)  # each a different mixed precision of the one network
+    best = read_policy(out / "best.yaml", space)
+    assert space.architecture(best.genome) == shape and _bitops(best.genome) <= 0.6 * _bitops(read_policy(W8, space).genome)
+    assert best.provenance["architecture_of"] == "uniform_w8a8"
+    capsys.readouterr()
+    # the differentiable search relaxes every gene: refused in one line, nothing written
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "g"),
+                 "--architecture", "uniform_w8a8", "--strategy", "gumbel", "--quiet"]) == 2
+    assert "--architecture" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "n"),
+                 "--architecture", "no_such_policy", "--quiet"]) == 2
+    assert "no_such_policy" in capsys.readouterr().err and not (tmp_path / "n").exists()

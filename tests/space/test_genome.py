@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,27 @@ def test_choices_come_from_the_spec() -> None:
     g = space.sample(np.random.default_rng(0))
     assert {g[k] for k in g if k.endswith("bits")} <= {4, 8}
     assert all(g[k] == 3 for k in g if k.endswith(".k"))
+
+
+def test_a_pinned_space_varies_the_bit_widths_alone(small_space: SearchSpace) -> None:
+    reference = small_space.uniform(8, 3, 6, 2)
+    shape = small_space.architecture(reference)
+    assert shape["s2.depth"] == 2 and "s1.b0.k" in shape and not any(k.endswith("bits") for k in shape)
+    pinned = small_space.pinned(shape)
+    rng = np.random.default_rng(0)
+    pop = [pinned.sample(rng) for _ in range(20)]
+    children = [pinned.mutate(pinned.crossover(pop[i], pop[-1 - i], rng), rng, 0.5) for i in range(20)]
+    for genome in pop + children:
+        assert small_space.architecture(genome) == shape  # the shape never moves
+        assert small_space.validate(genome) == genome  # and the genome is one of the whole space
+    assert len({g["s1.b0.pw1.wbits"] for g in pop}) > 1  # the bit widths do
+    assert len({g for g in pop}) == 20
+    assert pinned.largest() == reference and pinned.smallest() == small_space.uniform(4, 3, 6, 2)
+    assert pinned.size() == math.prod(len(g.choices) for g in pinned.genes() if g.kind == "bits")
+    with pytest.raises(GenomeError, match="not allowed"):
+        pinned.validate(small_space.uniform(8, 5, 6, 2))  # outside the pinned shape
+    with pytest.raises(GenomeError, match="s1.b0.k: 4 is not allowed"):
+        small_space.pinned({"s1.b0.k": 4})
+    with pytest.raises(GenomeError, match="cannot pin 's9.depth'"):
+        small_space.pinned({"s9.depth": 2})
+    assert small_space.pins == {}  # pinning makes a new space
