@@ -30,25 +30,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from qnas.config import load_config
 from qnas.cost import genome_cost
 from qnas.cost.latency import LatencyTable
 from qnas.pipeline import Context, compare, search
 from qnas.pipeline.gumbel import LOG
 from qnas.pipeline.searching import train_seed_run
 from qnas.stats import summarize, welch_difference
-
-
-EVOLUTION = dict(population=16, parents=8, mutants=8, crossovers=8)  # 96 evaluations in 6 generations
-
-
-def _context(config: str, keep_budgets: bool = True, **gumbel) -> Context:
-    """The config with the benchmark's evolution settings and ``gumbel``'s; ``keep_budgets=False``: without the
-    config's budgets (the latency and proxy parts search under their own budget alone)."""
-    cfg = load_config(config)
-    unbudgeted = {} if keep_budgets else {"bitops_budget": None, "latency_budget": None, "memory_budget": None}
-    search_cfg = replace(cfg.search, **EVOLUTION, **unbudgeted, gumbel=replace(cfg.search.gumbel, **gumbel))
-    return Context(replace(cfg, search=search_cfg), source=config)
+from search_context import evolution_context
 
 
 def _timed_search(ctx: Context, args, folder: Path, strategy: str, seed: int, **budgets):
@@ -111,7 +99,7 @@ def main() -> None:
     parser.add_argument("--out-md", default=None, help="also write the tables as Markdown here")
     args = parser.parse_args()
     parts = args.parts.split(",")
-    ctx = _context(args.config, steps=args.steps)
+    ctx = evolution_context(args.config, gumbel=dict(steps=args.steps))
     out = Path(args.out)
     lines = [f"`python benchmarks/differentiable_search.py --supernet {args.supernet} --lut {args.lut} --out {args.out} "
              f"--seeds {args.seeds} --steps {args.steps} --parts {args.parts}` (config `{args.config}`)", ""]
@@ -119,14 +107,14 @@ def main() -> None:
         lines += _versus(ctx, args, out / "bitops", f"the BitOps budget {args.bitops_budget}",
                          {"bitops_budget": args.bitops_budget})
     if "latency" in parts:
-        lines += _versus(_context(args.config, False, steps=args.steps), args, out / "latency",
+        lines += _versus(evolution_context(args.config, keep_budgets=False, gumbel=dict(steps=args.steps)), args, out / "latency",
                          f"the latency budget {args.latency_budget} (alone)",
                          {"latency_budget": args.latency_budget})
     if "pruning" in parts:
         pruned = out / "bitops" / "gumbel_seed0"
         _timed_search(ctx, args, pruned, "gumbel", 0, bitops_budget=args.bitops_budget)
         unpruned = out / "pruning" / "gumbel_seed0_unpruned"
-        _timed_search(_context(args.config, steps=args.steps, prune_below=0.0), args, unpruned, "gumbel", 0,
+        _timed_search(evolution_context(args.config, gumbel=dict(steps=args.steps, prune_below=0.0)), args, unpruned, "gumbel", 0,
                       bitops_budget=args.bitops_budget)
         a, b = _step_seconds(pruned), _step_seconds(unpruned)
         last = json.loads((pruned / LOG).read_text().splitlines()[-1])
@@ -135,8 +123,8 @@ def main() -> None:
                   f"- steps with pruning at 0.5%: {a:.0f} s; without: {b:.0f} s ({b / a:.2f}x); live choices at the end "
                   f"{last['live_choices']} of {sum(len(v) for v in last['probs'].values())}; same final genome: {same}", ""]
     if "proxy" in parts:
-        macs = _context(args.config, False, steps=args.steps, cost="macs")
-        latency = _context(args.config, False, steps=args.steps)
+        macs = evolution_context(args.config, keep_budgets=False, gumbel=dict(steps=args.steps, cost="macs"))
+        latency = evolution_context(args.config, keep_budgets=False, gumbel=dict(steps=args.steps))
         mac_policy, _ = _timed_search(macs, args, out / "proxy" / "gumbel_macs", "gumbel", 0)
         table = LatencyTable.read(args.lut)
         predicted = table.predict(ctx.spec, mac_policy.genome)

@@ -36,9 +36,7 @@ from qnas.pipeline import Context, search
 from qnas.pipeline.searching import train_seed_run
 from qnas.space import read_policy, space_units
 from qnas.stats import summarize, welch_difference
-
-EVOLUTION = dict(population=16, parents=8, mutants=8, crossovers=8)  # 96 evaluations in 6 generations
-
+from search_context import evolution_context
 
 def _latency(args) -> list[str]:
     cfg = load_config(args.config)
@@ -74,12 +72,6 @@ def _latency(args) -> list[str]:
     return lines
 
 
-def _context(config: str) -> Context:
-    cfg = load_config(config)
-    unbudgeted = {"bitops_budget": None, "latency_budget": None, "memory_budget": None}
-    return Context(replace(cfg, search=replace(cfg.search, **EVOLUTION, **unbudgeted)), source=config)
-
-
 def _searched(ctx: Context, supernet: str, lut: str, folder: Path, seed: int, budgets: dict):
     if not (folder / "best.yaml").exists():
         tic = time.perf_counter()
@@ -100,7 +92,8 @@ def _uses(genome) -> str:
 
 
 def _search(args) -> list[str]:
-    spaces = {"with": (_context(args.config), args.supernet), "without": (_context(args.plain_config), args.plain_supernet)}
+    spaces = {"with": (evolution_context(args.config, keep_budgets=False), args.supernet),
+              "without": (evolution_context(args.plain_config, keep_budgets=False), args.plain_supernet)}
     budgets = {"BitOps 0.5x:uniform_w8a8": {"bitops_budget": args.bitops_budget},
                f"latency {args.latency_budget}": {"latency_budget": args.latency_budget}}
     out = Path(args.out)

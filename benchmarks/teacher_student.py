@@ -24,21 +24,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from qnas.config import load_config
 from qnas.cost import genome_cost
 from qnas.pipeline import Context, search
 from qnas.pipeline.searching import train_seed_run
 from qnas.space import read_policy
 from qnas.stats import summarize, welch_difference
-
-EVOLUTION = dict(population=16, parents=8, mutants=8, crossovers=8)  # 96 evaluations in 6 generations
-
-
-def _context(config: str, weight: float, teacher: str) -> Context:
-    cfg = load_config(config)
-    train = replace(cfg.train, finetune_distill=weight, finetune_teacher=teacher)
-    return Context(replace(cfg, train=train, search=replace(cfg.search, **EVOLUTION)), source=config)
-
+from search_context import evolution_context
 
 def _finetuned(ctx: Context, args, out: Path, policy, k: int) -> tuple[float, float | None]:
     """The seed-k fine-tuned mIoU and the run's wall time (None when it was finished before this invocation)."""
@@ -65,7 +56,7 @@ def main() -> None:
     parser.add_argument("--out-md", default=None)
     args = parser.parse_args()
     out = Path(args.out)
-    base = _context(args.config, 0.0, "largest")
+    base = evolution_context(args.config, finetune_distill=0.0)
     student = read_policy(args.student, base.space)
     student = replace(student, name="student")
     teacher_folder = out / "teacher_search"
@@ -73,8 +64,9 @@ def main() -> None:
         search(base, args.supernet, teacher_folder, strategy="evolution", seed=0, bitops_budget="none",
                latency_budget="none", memory_budget="none", resume=(teacher_folder / "state.json").exists())
     teacher = read_policy(teacher_folder / "best.yaml", base.space)
-    variants = {"none": base, "largest": _context(args.config, args.weight, "largest"),
-                "searched": _context(args.config, args.weight, str(teacher_folder / "best.yaml"))}
+    variants = {"none": base, "largest": evolution_context(args.config, finetune_distill=args.weight),
+                "searched": evolution_context(args.config, finetune_distill=args.weight,
+                                                finetune_teacher=str(teacher_folder / "best.yaml"))}
     results = {}
     for name, ctx in variants.items():
         results[name] = [_finetuned(ctx, args, out / name, student, k) for k in range(args.seeds)]
