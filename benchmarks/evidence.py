@@ -91,9 +91,15 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=0, help="default: the config's")
     parser.add_argument("--distill", type=float, default=None, help="default: the config's train.finetune_distill")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process; default: the config's")
+    parser.add_argument("--budgets", default=",".join(WINNERS), metavar="B,B",
+                        help="the BitOps budgets whose winners are fine-tuned (default: %(default)s); the 0.5x one "
+                             "is required")
     parser.add_argument("--architecture", default=None, metavar="POLICY",
                         help="search the bit widths alone, on this policy's network (e.g. uniform_w8a8)")
     args = parser.parse_args()
+    budgets = args.budgets.split(",")
+    if "0.5x:uniform_w8a8" not in budgets:
+        parser.error("--budgets must hold 0.5x:uniform_w8a8 (the acceptance figure)")
     ctx = _context(args)
     out = Path(args.out)
     timings: dict[str, float] = {}
@@ -104,7 +110,7 @@ def main() -> None:
         search(ctx, args.supernet, front, bitops_budget=args.front_budget, lut=args.lut, strategy="nsga2",
                resume=(front / "state.json").exists(), architecture=args.architecture)
     winners, missing = [], []
-    for budget in WINNERS:  # a bits-only front may not reach the smallest budgets
+    for budget in budgets:  # a bits-only front may not reach the smallest budgets
         try:
             winners += pick_winners(ctx, front, [budget])
         except QnasError:
@@ -147,6 +153,7 @@ def main() -> None:
              + (f" --distill {args.distill}" if args.distill is not None else "")
              + (f" --architecture {args.architecture}" if args.architecture else "")
              + (" --no-strategies" if args.no_strategies else "")
+             + (f" --budgets {args.budgets}" if args.budgets != ",".join(WINNERS) else "")
              + f"` (config `{args.config}`; fine-tuning: {ctx.config.train.finetune_epochs} epochs, distillation "
              f"weight {ctx.config.train.finetune_distill}).", "",
              "## Fine-tuned policies (mIoU in points, mean ± std over seeds; 95% interval of the mean)", "",
