@@ -83,8 +83,12 @@ def non_negative_float(value: str) -> float:
     return number
 
 
-def distill_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--distill`` and ``--teacher``: distillation while fine-tuning (train.finetune_distill / finetune_teacher)."""
+def finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--finetune-epochs``, ``--distill`` and ``--teacher``: the fine-tuning recipe (train.finetune_epochs,
+    finetune_distill, finetune_teacher)."""
+    parser.add_argument("--finetune-epochs", type=int_between(1, 10_000), default=None, metavar="E",
+                        help="QAT epochs of fine-tuning (default: train.finetune_epochs; digits: 3; 6 lets "
+                             "policies with 4-bit layers recover, see benchmarks/results/evidence_bits.md)")
     parser.add_argument("--distill", type=non_negative_float, default=None, metavar="W",
                         help="weight of distillation from the teacher while fine-tuning (default: "
                              "train.finetune_distill; 0: none)")
@@ -95,13 +99,14 @@ def distill_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def context(args: argparse.Namespace) -> Context:
-    """The pipeline context of ``--config`` (with ``--target`` as its deploy.target, ``--distill`` / ``--teacher``
-    as train.finetune_distill / finetune_teacher): named policies are looked up in ./policies, then in the
+    """The pipeline context of ``--config`` (with ``--target`` as its deploy.target, ``--finetune-epochs`` /
+    ``--distill`` / ``--teacher`` as train.finetune_epochs / finetune_distill / finetune_teacher): named policies are looked up in ./policies, then in the
     policies/ folder beside the config's folder (the repository's)."""
     config = load_config(args.config)
     if getattr(args, "target", None):
         config = replace(config, deploy=replace(config.deploy, target=args.target))
-    for option, key in (("distill", "finetune_distill"), ("teacher", "finetune_teacher")):
+    for option, key in (("distill", "finetune_distill"), ("teacher", "finetune_teacher"),
+                        ("finetune_epochs", "finetune_epochs")):
         if getattr(args, option, None) is not None:
             config = replace(config, train=replace(config.train, **{key: getattr(args, option)}))
     if getattr(args, "teacher", None) is not None and config.train.finetune_distill == 0:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from qnas.cli.command import Command, config_argument, context, distill_arguments, int_between, seed_int
+from qnas.cli.command import Command, config_argument, context, finetune_arguments, int_between, seed_int
 from qnas.cli.progress import RichReporter
 from qnas.export.latency import backend_names
 from qnas.pipeline import compare, is_main_process, search, sensitivity
@@ -80,7 +80,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure every policy's exported INT8 file on this runtime "
                              f"({', '.join(backend_names())}); repeat for several (column latency_meas_NAME_ms)")
     parser.add_argument("--no-baselines", action="store_true", help="do not add the uniform W8A8/W6A6/W4A4 baselines")
-    distill_arguments(parser)
+    finetune_arguments(parser)
     parser.add_argument("--seeds", type=int_between(1, 100), default=None, metavar="N",
                         help="train every policy from N seeds (data order) and report mean, std and a 95%% interval; "
                              "default: compare.seeds")

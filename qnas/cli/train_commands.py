@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from qnas.cli.command import Command, config_argument, context, distill_arguments, print_metric_table
+from qnas.cli.command import Command, config_argument, context, finetune_arguments, print_metric_table
 from qnas.cli.progress import RichReporter
 from qnas.pipeline import evaluate_policy, finetune, is_main_process, train_baseline, train_supernet
 from qnas.space import read_policy
@@ -83,7 +83,7 @@ def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
     config_argument(parser)
     parser.add_argument("--supernet", required=True, metavar="RUN_DIR", help="a finished qnas train run folder")
     parser.add_argument("--policy", required=True, metavar="P", help="policy YAML: the subnet to fine-tune")
-    distill_arguments(parser)
+    finetune_arguments(parser)
     _out_arguments(parser, "fine-tuned subnet")
 
 

@@ -298,6 +298,12 @@ def train_seed_run(ctx: Context, out: str | os.PathLike[str], policy: Policy, k:
         if saved is not None and saved.deploy.target != ctx.config.deploy.target:
             raise QnasError(f"{run} was trained for target {saved.deploy.target!r}, not {ctx.config.deploy.target!r}; "
                             f"compare into another --out, or pass --target {saved.deploy.target}")
+        recipe = (("finetune_epochs", "finetune_distill", "finetune_teacher") if supernet_run is not None
+                  else ("baseline_float_epochs", "baseline_qat_epochs"))
+        for key in recipe if saved is not None else ():  # a finished run of another recipe is not this one's
+            was, now = getattr(saved.train, key), getattr(ctx.config.train, key)
+            if was != now:
+                raise QnasError(f"{run} was trained with train.{key} {was}, not {now}; compare into another --out")
     else:
         resume, seed = (run / "checkpoint.pt").exists(), ctx.config.seed + k
         if supernet_run is not None:

@@ -17,6 +17,7 @@ from qnas.space import SearchSpace, read_policy
 HERE = Path(__file__).resolve().parent
 TINY = str(HERE / "tiny.yaml")
 W8 = str(HERE.parents[1] / "policies/uniform_w8a8.yaml")
+W4 = str(HERE.parents[1] / "policies/uniform_w4a4.yaml")
 
 
 
@@ -154,3 +155,25 @@ def test_search_of_the_bit_widths_alone(supernet_run: Path, tmp_path: Path, caps
     assert main(["search", "--config", TINY, "--supernet", str(supernet_run), "--out", str(tmp_path / "n"),
                  "--architecture", "no_such_policy", "--quiet"]) == 2
     assert "no_such_policy" in capsys.readouterr().err and not (tmp_path / "n").exists()
+
+
+def test_compare_fine_tunes_for_the_epochs_asked_and_keeps_each_recipe_apart(supernet_run: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """--finetune-epochs sets train.finetune_epochs (tiny.yaml: 1); a folder whose runs were fine-tuned for
+    other epochs is refused in one line rather than reused as if they were this recipe's."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out), "--seeds", "1",
+                 "--no-baselines", "--finetune-epochs", "2", "--quiet", W4]) == 0
+    run = out / "runs" / "uniform_w4a4" / "seed0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["finetune_epochs"] == 2
+    assert "stage finetune epoch 2/2" in (run / "train.log").read_text()
+    metrics = (run / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(["compare", "--config", TINY, "--supernet", str(supernet_run), "--out", str(out), "--seeds", "1",
+                 "--no-baselines", "--quiet", W4]) == 2
+    err = capsys.readouterr().err
+    assert "train.finetune_epochs 2, not 1" in err and len(err.strip().splitlines()) == 1
+    assert (run / "metrics.json").read_text() == metrics
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", "--config", TINY, "--out", str(out), "--finetune-epochs", "0", W4])
+    assert exit_.value.code == 2 and "--finetune-epochs" in capsys.readouterr().err
