@@ -57,7 +57,8 @@ def test_profile_runs_and_computes_its_reference(name: str, trained, small_space
     assert get_profile(name).name == name
 
 
-@pytest.mark.parametrize("name", profile_names())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("qonnx") else n
+                                  for n in profile_names()])  # qonnx's Python executor: 22 s each on 2 cores
 def test_profile_exports_zoomed_blocks_and_a_subset_of_branches(name: str, trained, small_space: SearchSpace) -> None:
     """A genome with zoomed blocks (strided dilated depthwise convs, nearest upsampling inside blocks) whose head
     fuses stages 2 and 3 only, in every profile, on the trained supernet's weights (its space with the zoom and
