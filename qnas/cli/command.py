@@ -100,8 +100,8 @@ def finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 def context(args: argparse.Namespace) -> Context:
     """The pipeline context of ``--config`` (with ``--target`` as its deploy.target, ``--finetune-epochs`` /
-    ``--distill`` / ``--teacher`` as train.finetune_epochs / finetune_distill / finetune_teacher): named policies are looked up in ./policies, then in the
-    policies/ folder beside the config's folder (the repository's)."""
+    ``--distill`` / ``--teacher`` as train.finetune_epochs / finetune_distill / finetune_teacher): named policies
+    are looked up in ./policies, then in the policies/ folder beside the config's folder (the repository's)."""
     config = load_config(args.config)
     if getattr(args, "target", None):
         config = replace(config, deploy=replace(config.deploy, target=args.target))

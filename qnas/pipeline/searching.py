@@ -120,7 +120,8 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
     """Search ``out`` for the best subnet of a trained supernet under the budgets (default: the config's),
     with a registered strategy (default: the config's); writes best.yaml, evaluations.csv, pareto.csv,
     baselines.json and search.png. ``backend``: the table must have been measured with it. ``architecture``:
-    a policy file whose shape genes the search keeps, so that it chooses the bit widths alone.
+    a policy (a file, or a name such as uniform_w8a8) whose shape genes the search keeps, so that it chooses the
+    bit widths alone.
 
     Under ``torchrun`` the ranks share each generation's evaluations and all return the result a single
     process with the same seed finds; rank 0 writes every file (the others read them to resume)."""

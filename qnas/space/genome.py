@@ -98,13 +98,15 @@ class SearchSpace:
         pinned gene has its pinned value as its only choice."""
         if depths is None and self.pins:  # the largest depths this space allows
             depths = {g.label: max(g.choices) for g in self.depth_genes()}
-        genes = gene_table(self.spec, depths)
+        return self._with_pins(gene_table(self.spec, depths))
+
+    def _with_pins(self, genes: Sequence[Gene]) -> list[Gene]:
+        """``genes`` with each pinned gene's choices narrowed to its pinned value."""
         return [replace(g, choices=(self.pins[g.label],)) if g.label in self.pins else g for g in genes]
 
     def depth_genes(self) -> list[Gene]:
         """The genes that decide which other genes exist, in canonical order."""
-        return [replace(g, choices=(self.pins[g.label],)) if g.label in self.pins else g
-                for g in gene_table(self.spec, None) if g.kind == "depth"]
+        return self._with_pins([g for g in gene_table(self.spec, None) if g.kind == "depth"])
 
     def canonical_order(self, genome: Genome) -> list[str]:
         return [g.label for g in self.genes(self.depths(genome))]
