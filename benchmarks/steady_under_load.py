@@ -1,5 +1,6 @@
-"""Training step time idle and beside one busy single-threaded process, before and after the CLI's
-passive OpenMP waiting and idle-CPU thread count (issue 16, point 5).
+"""Training step time idle and beside one busy single-threaded process, with OpenMP's default wait and
+torch's threads (before) and with what the ``qnas`` command chooses (after): the OpenMP wait policy from
+the load at start and the idle CPUs' thread count (issue 16, point 5).
 
 Usage: python benchmarks/steady_under_load.py [--rounds 3] [--steps 6]
 
@@ -9,11 +10,14 @@ distillation, batch 16 at 64x64, QAT) after one warm-up step, and prints their m
 
 - before: what qnas did until now: OpenMP's wait policy left to its default (spinning), torch's
   default thread count (one per core);
-- after: what the CLI does now: ``import qnas.cli`` sets ``OMP_WAIT_POLICY=PASSIVE`` before torch
-  loads, and the thread count is the CPUs idle at start (``qnas.pipeline.threads.idle_threads``).
+- after: what the CLI does now: ``import qnas.cli`` measures the load and, where another process keeps a
+  CPU busy, sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (``qnas.cpus``); the thread count is the
+  CPUs idle at start (``qnas.pipeline.threads.idle_threads``).
 
-"busy" runs ``python -c 'while True: pass'`` beside the measurement, started a second before it.
-Rounds interleave the four cases; the table gives each case's median over rounds.
+"busy" runs ``python -c 'while True: pass'`` beside the measurement, started a second before it; "busy
+later" starts it from the measuring process once the policy and threads are chosen, before the first step
+(a job that starts after ``qnas`` did). Rounds interleave the cases; the table gives each case's median
+over rounds.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import time
 
 WORKER = r"""
 import sys, time, statistics
-mode, steps = sys.argv[1], int(sys.argv[2])
+mode, steps, later = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "later"
 if mode == "after":
     import qnas.cli  # sets OMP_WAIT_POLICY before torch loads, as the qnas command does
 import torch
@@ -45,6 +49,10 @@ data = DigitScenes("train", 64, *config.data.train_size, seed=0)
 trainer = Trainer(net, supernet_stages(config.train, net.space), config.train, data, seed=0, checkpoint_path="/dev/null")
 stage = [s for s in trainer.stages if s.quantize][-1]
 net.set_quantization(True)
+if later:
+    import subprocess
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(1.0)
 images = torch.stack([data[i][0] for i in range(config.train.batch_size)])
 labels = torch.stack([data[i][1] for i in range(config.train.batch_size)])
 times = []
@@ -53,17 +61,22 @@ for i in range(steps + 1):
     tic = time.perf_counter()
     trainer.step(stage, images, labels, 1e-3)
     times.append(time.perf_counter() - tic)
+if later:
+    spinner.kill()
 print(torch.get_num_threads(), statistics.median(times[1:]))
 """
 
 
-def measure(mode: str, busy: bool, steps: int) -> tuple[int, float]:
+MACHINES = {"idle": "idle", "busy": "one busy process beside it", "later": "one busy process started after it"}
+
+
+def measure(mode: str, machine: str, steps: int) -> tuple[int, float]:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if machine == "busy" else None
     try:
         if spinner:
             time.sleep(1.0)
-        out = subprocess.run([sys.executable, "-c", WORKER, mode, str(steps)], env=env, check=True,
+        out = subprocess.run([sys.executable, "-c", WORKER, mode, str(steps), machine], env=env, check=True,
                              capture_output=True, text=True).stdout.split()
     finally:
         if spinner:
@@ -77,21 +90,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
-    cases = [(mode, busy) for busy in (False, True) for mode in ("before", "after")]
-    results: dict[tuple[str, bool], list[float]] = {c: [] for c in cases}
-    threads: dict[tuple[str, bool], int] = {}
+    cases = [(mode, machine) for machine in MACHINES for mode in ("before", "after")]
+    results: dict[tuple[str, str], list[float]] = {c: [] for c in cases}
+    threads: dict[tuple[str, str], int] = {}
     for r in range(args.rounds):
         for case in cases:
             threads[case], seconds = measure(*case, args.steps)
             results[case].append(seconds)
-            print(f"round {r + 1}: {case[0]:6s} {'busy' if case[1] else 'idle'}: {threads[case]} threads, "
+            print(f"round {r + 1}: {case[0]:6s} {case[1]}: {threads[case]} threads, "
                   f"{seconds * 1000:.0f} ms per step", flush=True)
-    print("\n| machine | before: default OpenMP wait, torch's threads | after: passive wait, idle CPUs | after / before |")
+    print("\n| machine | before: default OpenMP wait, torch's threads | after: the qnas command's choice | "
+          "after / before |")
     print("|---|---|---|---|")
-    for busy in (False, True):
-        b, a = (statistics.median(results[(m, busy)]) for m in ("before", "after"))
-        print(f"| {'one busy process beside it' if busy else 'idle'} | {b * 1000:.0f} ms ({threads[('before', busy)]} threads) "
-              f"| {a * 1000:.0f} ms ({threads[('after', busy)]} threads) | {a / b:.2f} |")
+    for machine, title in MACHINES.items():
+        b, a = (statistics.median(results[(m, machine)]) for m in ("before", "after"))
+        print(f"| {title} | {b * 1000:.0f} ms ({threads[('before', machine)]} threads) "
+              f"| {a * 1000:.0f} ms ({threads[('after', machine)]} threads) | {a / b:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The ``qnas`` command line (``qnas.cli.main``).
 
-Before anything imports torch, OpenMP is asked to wait passively for work unless the user chose a
-policy: with the default active waiting, a training step beside one other busy process is up to
-ten times slower (``benchmarks/results/steady_under_load.md``; ``qnas.pipeline.threads``).
+Before anything imports torch, the OpenMP wait policy is chosen from the machine's load unless the user
+set ``OMP_WAIT_POLICY``: threads spin for work on an idle machine (a training step up to twice as fast)
+and wait passively where another process already keeps a CPU busy (there, spinning makes a step several
+times slower). ``qnas.cpus``; ``benchmarks/results/steady_under_load.md``.
 """
 
-import os
+from qnas.cpus import choose_wait_policy
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+choose_wait_policy()

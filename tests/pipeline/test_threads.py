@@ -1,4 +1,4 @@
-"""Thread count and OpenMP wait policy: the CLI waits passively and leaves busy CPUs to others."""
+"""Thread count: a command leaves the CPUs other processes keep busy to them."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ import sys
 import time
 
 from qnas.pipeline.threads import busy_cpus, idle_threads, usable_cpus
-
-
-def test_the_cli_waits_passively_unless_told_otherwise() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    probe = "import qnas.cli, os; print(os.environ['OMP_WAIT_POLICY'])"
-    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "ACTIVE"
 
 
 def test_a_busy_process_is_seen_and_left_its_cpu() -> None:
