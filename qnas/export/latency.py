@@ -30,7 +30,7 @@ __all__ = ["Backend", "BACKENDS", "register_backend", "get_backend", "backend_na
 BUILTIN = ("qnas.export.openvino",)
 
 FLOAT_CONV_OPS = {"Conv", "FusedConv", "NhwcFusedConv", "ConvTranspose"}
-INTEGER_CONV_OPS = {"QLinearConv", "NhwcQLinearConv", "ConvInteger"}
+INTEGER_CONV_OPS = {"QLinearConv", "NhwcQLinearConv", "ConvInteger", "MatMulInteger"}  # MatMulInteger: a 1x1 conv
 
 
 @dataclass

@@ -88,8 +88,9 @@ def check_exportable(model: SegNet) -> None:
 
 
 @register_profile("ort", suffix="_int8.onnx", runtime="onnxruntime", exact=False,
-                  help="onnxruntime graph whose every conv is an integer kernel (QLinearConv / ConvInteger, "
-                       "checked in the optimized graph), computing what the evaluated model computes")
+                  help="onnxruntime graph whose every conv is an integer kernel (QLinearConv; for the logits "
+                       "MatMulInteger or ConvInteger; checked in the optimized graph), computing what the evaluated "
+                       "model computes")
 def export_ort_model(model: SegNet, height: int, width: int) -> onnx.ModelProto:
     """The frozen model as an integer-kernel ONNX graph for onnxruntime (float image in, logits out)."""
     from qnas.export.latency import assert_integer, get_backend

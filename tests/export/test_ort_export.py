@@ -14,6 +14,20 @@ from qnas.train import cut_subnet
 from tests.export.conftest import check_codes, codes_at_every_conv, export_genomes
 
 
+def conv_inputs(model) -> list[str]:
+    """The N, C, H, W codes every integer conv reads (a 1x1 conv's MatMulInteger reads them through a
+    Transpose and a Reshape)."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    inputs = []
+    for n in model.graph.node:
+        if n.op_type in ("QLinearConv", "ConvInteger", "MatMulInteger"):
+            name = n.input[0]
+            while n.op_type == "MatMulInteger" and producer[name].op_type in ("Reshape", "Transpose"):
+                name = producer[name].input[0]
+            inputs.append(name)
+    return inputs
+
+
 def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: SearchSpace) -> None:
     """Every conv reads the same integer codes in onnxruntime as in PyTorch, except where a value
     falls within float rounding of a rounding boundary (the two round it in different orders);
@@ -25,7 +39,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
     for genome in export_genomes(small_space):
         subnet = cut_subnet(supernet, genome, images)
         model = export_ort_model(subnet, 48, 48)
-        code_tensors = [n.input[0] for n in model.graph.node if n.op_type in ("QLinearConv", "ConvInteger")]
+        code_tensors = conv_inputs(model)
         for i in range(len(val)):
             pairs, ref, out = codes_at_every_conv(subnet, model, val[i][0][None], code_tensors,
                                                   TensorProto.UINT8, 128)
@@ -34,6 +48,7 @@ def test_ort_file_computes_what_the_frozen_model_computes(trained, small_space: 
             total += ref.shape[2] * ref.shape[3]
             worst = max(worst, float(np.abs(out - ref).max()))
         assert not set(backend.optimized_ops(model)) & FLOAT_CONV_OPS
+        assert sum(n.op_type == "MatMulInteger" for n in model.graph.node) == 1  # the 1x1 classifier
     print(f"argmax agreement {agree / total:.5f} over {total} pixels, max abs diff {worst:.3g}, "
           f"{flips} boundary flips where codes first diverged")
     # This briefly trained network has small logit margins (0.99884 here); the issue's 99.9% bound

@@ -7,14 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from onnx import TensorProto
 
 from qnas.errors import QnasError
-from qnas.export.openvino import vnni
 from qnas.export.profiles import PROFILES, get_profile, onnx_bytes, profile_names
 from qnas.space import SearchSpace
 from qnas.supernet import build_supernet
 from qnas.train import cut_subnet
-from tests.export.conftest import brevitas_codes, check_codes
+from tests.export.conftest import brevitas_codes, check_codes, codes_at_every_conv
+from tests.export.test_ort_export import conv_inputs
+from tests.export.test_trt_export import conv_code_tensors
 
 
 def test_the_builtin_profiles_are_registered_in_order() -> None:
@@ -23,6 +25,24 @@ def test_the_builtin_profiles_are_registered_in_order() -> None:
     onnx_files = [name for name in profile_names() if PROFILES[name].serialize is onnx_bytes]
     assert all(PROFILES[name].suffix.endswith(".onnx") for name in onnx_files) and "brevitas" not in onnx_files
     assert PROFILES["brevitas"].suffix == "_brevitas.pt"
+
+
+def _codes_check(name: str, reference, model, x: torch.Tensor) -> bool:
+    """For the integer files executed in onnxruntime (``ort``, ``trt``; ``openvino`` as written): the codes every
+    conv reads equal the reference's, except values within float rounding of a rounding boundary (checked at the
+    first divergence; a flip then propagates, and this barely trained net's near-tied logits can turn one flip
+    into a tenth of the pixels on one CPU and none on another). False where the profile has no such check."""
+    if name == "ort":
+        pairs, ref, out = codes_at_every_conv(reference, model, x, conv_inputs(model), TensorProto.UINT8, 128)
+    elif name in ("trt", "openvino"):
+        code_tensors, out_tensors = conv_code_tensors(model, reference)
+        pairs, ref, out = codes_at_every_conv(reference, model, x, code_tensors,
+                                              TensorProto.INT8 if name == "trt" else None, 0, out_tensors,
+                                              as_written=name == "openvino")
+    else:
+        return False
+    check_codes(pairs, out, ref, atol=1e-4)
+    return True
 
 
 def _check_profile(name: str, subnet, val) -> None:
@@ -41,9 +61,11 @@ def _check_profile(name: str, subnet, val) -> None:
         elif name == "brevitas":  # float sums of scaled values: the same codes but for rounding-boundary
             # flips, which this barely trained net's near-tied logits can amplify (14% of pixels for 2 flips)
             check_codes(brevitas_codes(subnet, model, x), got, want, atol=1e-4)
-        elif name != "openvino" or vnni():  # rounding-boundary flips (ort, trt), float summation order (fp32)
+        elif not _codes_check(name, reference, model, x):  # float summation order (fp32)
             assert float(np.mean(got.argmax(1) == want.argmax(1))) >= 0.98
-        # (openvino without VNNI saturates int16 pair sums: qnas.export.openvino; tests/export/test_openvino_export.py)
+        # openvino: OpenVINO's own int8 kernels are checked on the export genomes by
+        # tests/export/test_openvino_export.py (without VNNI they saturate int16 pair sums, qnas.export.openvino;
+        # with VNNI some 4/6-bit genomes of this net still disagree, benchmarks/results/int8_targets.md)
 
 
 @pytest.mark.parametrize("name", profile_names())
