@@ -108,7 +108,8 @@ def run_mode(args: argparse.Namespace, name: str, net: Path, out: Path) -> dict[
                 if processes > 1 else [sys.executable])
     command = launcher + [str(Path(__file__).resolve()), "--worker", "--config", str(search_config(args, threads)),
                           "--supernet", str(net), "--out", str(out), "--timing", str(timing)]
-    # OpenMP waits passively, as under the qnas command (qnas/cli/__init__.py sets it before torch loads)
+    # OpenMP waits passively, as the qnas command does beside a busy process (qnas.cpus): two processes of
+    # torchrun share the cores
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     tic = time.perf_counter()
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)

@@ -8,7 +8,7 @@ Each measurement is a fresh process that times ``--steps`` supernet training ste
 config (configs/digits.yaml: the sandwich of largest, smallest and a random subnet with in-place
 distillation, batch 16 at 64x64, QAT) after one warm-up step, and prints their median:
 
-- before: what qnas did until now: OpenMP's wait policy left to its default (spinning), torch's
+- before: no choice made: OpenMP's wait policy left to its default (spin a while, then sleep), torch's
   default thread count (one per core);
 - after: what the CLI does now: ``import qnas.cli`` measures the load and, where another process keeps a
   CPU busy, sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (``qnas.cpus``); the thread count is the
@@ -56,13 +56,16 @@ if later:
 images = torch.stack([data[i][0] for i in range(config.train.batch_size)])
 labels = torch.stack([data[i][1] for i in range(config.train.batch_size)])
 times = []
-for i in range(steps + 1):
-    trainer.position = trainer.position.__class__(step=i)
-    tic = time.perf_counter()
-    trainer.step(stage, images, labels, 1e-3)
-    times.append(time.perf_counter() - tic)
-if later:
-    spinner.kill()
+try:
+    for i in range(steps + 1):
+        trainer.position = trainer.position.__class__(step=i)
+        tic = time.perf_counter()
+        trainer.step(stage, images, labels, 1e-3)
+        times.append(time.perf_counter() - tic)
+finally:
+    if later:
+        spinner.kill()
+        spinner.wait()
 print(torch.get_num_threads(), statistics.median(times[1:]))
 """
 

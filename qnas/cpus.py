@@ -4,7 +4,7 @@ follows (torch-free, so that ``qnas.cli`` can decide before torch loads).
 OpenMP threads that wait for work by spinning make a training step up to twice as fast on an idle
 machine as threads that sleep (``OMP_WAIT_POLICY=PASSIVE``), because a step runs thousands of small
 parallel regions and each wakes sleeping threads. Beside another busy process the spinning threads
-wait for a partner the scheduler took away, and the step is several times slower than with passive
+wait for a partner the scheduler took away, and the step is about twice as slow as with passive
 waiting. The CLI therefore measures the load once, when it starts, and waits passively only where
 other processes already keep a CPU busy (``benchmarks/results/steady_under_load.md``).
 """

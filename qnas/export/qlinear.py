@@ -97,8 +97,9 @@ class QLinearGraph(GraphWriter):
         A pointwise conv (1x1, stride 1, one group: the classifier) is a ``MatMulInteger`` of the pixels, in
         N, H, W, C order, by the weights; onnxruntime cancels the Transpose into that order against its own
         channels-last layout. Its ``ConvInteger`` (im2col, then a GEMM with the few classes as rows) took
-        ten times as long (0.27 against 0.02 ms at 128x256, 64 -> 11 channels). Any other conv is a
-        ``ConvInteger``."""
+        ten times as long (0.27 against 0.02 ms at 128x256, 64 -> 11 channels). As in ``conv``, weights whose
+        u8 x s8 pair sums could saturate on CPUs without VNNI are held as uint8 with zero point 128
+        (``unsigned_weights``), which onnxruntime sums exactly in int32. Any other conv is a ``ConvInteger``."""
         self._conv_inputs(x, layer, op)
         if (op.kernel, op.stride, op.groups, op.padding) == (1, 1, 1, 0) and not self.channels_last:
             return self._pointwise_to_float(x, layer, op)
@@ -110,19 +111,24 @@ class QLinearGraph(GraphWriter):
         return FTensor(y, conv_shape(x, op))
 
     def _pointwise_to_float(self, x: QTensor, layer: LayerParams, op: Conv) -> FTensor:
-        n, c, h, w = x.shape
+        _, c, h, w = x.shape
         pixels = self._node("Reshape", [self._node("Transpose", [x.name], "nhwc", perm=list(NCHW_TO_NHWC)),
                                         self._const("rows", np.array([-1, c], np.int64))], "pixels")
-        weights = np.ascontiguousarray(layer.codes.reshape(op.cout, c).T.astype(np.int8))  # [C, O]
-        acc = self._node("MatMulInteger", [pixels, self._const("w", weights),
-                                           self._const("x_zp", np.array(x.grid.zero_point, np.uint8))], "acc")
+        weights = np.ascontiguousarray(layer.codes.reshape(op.cout, c).T)  # [C, O]
+        x_zp = self._const("x_zp", np.array(x.grid.zero_point, np.uint8))
+        if unsigned_weights(x.grid, layer.codes):  # u8 x s8 pair sums could saturate: u8 x u8 sums in int32
+            inputs = [pixels, self._const("w", (weights.astype(np.int16) + 128).astype(np.uint8)), x_zp,
+                      self._const("w_zp", np.array(128, np.uint8))]
+        else:
+            inputs = [pixels, self._const("w", weights.astype(np.int8)), x_zp]
+        acc = self._node("MatMulInteger", inputs, "acc")
         y = self._node("Mul", [self._node("Cast", [acc], "acc_f", to=TensorProto.FLOAT),
                                self._const("step", layer.accumulator_step().reshape(1, -1))], "conv")
         if layer.bias is not None:
             y = self._node("Add", [y, self._const("bias", np.asarray(layer.bias, np.float32).reshape(1, -1))], "biased")
         if op.relu:
             y = self._node("Relu", [y], "relu")
-        image = self._node("Reshape", [y, self._const("image", np.array([n, h, w, op.cout], np.int64))], "image")
+        image = self._node("Reshape", [y, self._const("image", np.array([-1, h, w, op.cout], np.int64))], "image")
         return FTensor(self._node("Transpose", [image], "nchw", perm=list(NHWC_TO_NCHW)), conv_shape(x, op))
 
     def dequantize(self, x: QTensor) -> FTensor:

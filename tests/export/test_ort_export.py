@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from onnx import TensorProto
 
@@ -106,3 +107,40 @@ def test_qlinearconv_sums_do_not_saturate_on_any_cpu() -> None:
         session = ort.InferenceSession(g.model().SerializeToString(), providers=["CPUExecutionProvider"])
         y = session.run(None, {"x": np.full((1, cin, 8, 8), 255, np.uint8)})[0]
         assert abs(float(y[0, 0, 4, 4]) - exact) <= 1e-6 * exact, (cin, groups, float(y[0, 0, 4, 4]), exact)
+
+
+@pytest.mark.parametrize("weight", [60, 127])
+def test_the_pointwise_logits_are_exact_integer_sums_on_any_cpu(weight: int) -> None:
+    """The 1x1 classifier's MatMulInteger gives the exact sum of the largest codes: int8 weights where two
+    products stay below the int16 pair limit (60: 2 x 255 x 60 < 32767), uint8 weights with zero point 128
+    where they could saturate on CPUs without VNNI (127)."""
+    import onnxruntime as ort
+
+    from qnas.export.graph import Grid, LayerParams
+    from qnas.export.qlinear import QLinearGraph, unsigned_weights
+    from qnas.space import Conv
+
+    cin, cout = 64, 11
+    rng = np.random.default_rng(0)
+    g = QLinearGraph()
+    x = g.quantized_input("x", (1, cin, 4, 6), Grid.unsigned(0.5))
+    codes = np.full((cout, cin, 1, 1), weight, np.int8)
+    codes[1::2] = -weight  # odd classes: the most negative sums
+    codes[2, : cin // 2] = -weight
+    step = rng.uniform(0.5, 2.0, cout).astype(np.float32)
+    bias = rng.normal(size=cout).astype(np.float32)
+    layer = LayerParams(codes, step / np.float32(0.5), bias, x.grid)
+    op = Conv(label="c", inputs=("x",), channels=cout, hw=(4, 6), cin=cin, kernel=1, in_hw=(4, 6), relu=False,
+              wbits=8, abits=8)
+    g.output(g.conv_to_float(x, layer, op), "y")
+    model = g.model()
+    matmul = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert len(matmul) == 1 and not any(n.op_type == "ConvInteger" for n in model.graph.node)
+    assert (len(matmul[0].input) == 4) == unsigned_weights(x.grid, codes) == (weight == 127)
+    pixels = rng.integers(0, 256, (1, cin, 4, 6)).astype(np.uint8)
+    pixels[0, :, 0, 0] = 255  # the largest sums, where an int16 pair sum would saturate
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": pixels})[0]
+    exact = np.einsum("oc,nchw->nohw", codes[:, :, 0, 0].astype(np.int64), pixels.astype(np.int64))
+    want = exact.astype(np.float32) * layer.accumulator_step().reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-5)  # a saturated pair sum is off by thousands

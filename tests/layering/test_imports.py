@@ -91,7 +91,8 @@ def test_only_the_cli_imports_the_cli() -> None:
     assert not offenders
 
 
-@pytest.mark.parametrize("layer", ["qnas.space", "qnas.config", "qnas.cost", "qnas.search", "qnas.quant.grids"])
+@pytest.mark.parametrize("layer", ["qnas.space", "qnas.config", "qnas.cost", "qnas.search", "qnas.quant.grids",
+                                   "qnas.cpus", "qnas.cli"])
 def test_torch_free_layers_never_import_torch(layer: str) -> None:
     code = f"import sys, {layer}; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
