@@ -7,8 +7,8 @@ as a real number (a residual operand, a tensor several convs read at different g
 8-bit output quantizer in the model: it is a ``QLinearConv`` onto that grid, dequantized, and
 each reader quantizes the number onto its own grid. The logits come from exact int32 sums (a
 ``MatMulInteger`` for the pointwise classifier, else a ``ConvInteger``) rescaled to float. Nearest
-resizing and concatenation of same-grid tensors copy codes, so they are exact on integers. What an INT8 engine runs is written down explicitly instead of
-being left to a fusion pass, and it computes what the fake-quantized PyTorch model computes.
+resizing and concatenation of same-grid tensors copy codes, so they are exact on integers. What an
+INT8 engine runs is written down explicitly instead of being left to a fusion pass, and it computes what the fake-quantized PyTorch model computes.
 
 Torch-free (numpy + onnx): the latency table builds blocks from architecture alone, and the
 ``ort`` export profile fills the same graphs with a trained network's codes and scales.
@@ -25,7 +25,7 @@ from qnas.export.graph import (NCHW_TO_NHWC, NHWC_TO_NCHW, OPSET, FTensor, Graph
                                conv_attributes, conv_shape)
 from qnas.space.plan import Conv
 
-__all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights"]
+__all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights", "held_weights"]
 
 
 # u8 x s8 products are summed in pairs into int16 by x86 CPUs without VNNI (onnxruntime's AVX2 kernels use
@@ -39,6 +39,14 @@ def unsigned_weights(grid: Grid, codes: np.ndarray) -> bool:
     overflow an int16 pair sum. onnxruntime then sums u8 x u8 products in int32 (exact on every CPU)."""
     largest = int(np.abs(codes.astype(np.int64)).max(initial=0))
     return 2 * grid.hi * largest > INT16_PAIR_LIMIT
+
+
+def held_weights(grid: Grid, codes: np.ndarray) -> tuple[np.ndarray, np.integer]:
+    """Weight codes as an integer kernel holds them, and their zero point: int8 (0), or uint8 with zero
+    point 128 where u8 x s8 pair sums could saturate (``unsigned_weights``)."""
+    if unsigned_weights(grid, codes):
+        return (codes.astype(np.int16) + 128).astype(np.uint8), np.uint8(128)
+    return codes.astype(np.int8), np.int8(0)
 
 
 class QLinearGraph(GraphWriter):
@@ -79,11 +87,8 @@ class QLinearGraph(GraphWriter):
         self._conv_inputs(x, layer, op)
         cout = op.cout
         w_scale = np.asarray(layer.scale, dtype=np.float32).reshape(cout)
-        if unsigned_weights(x.grid, layer.codes):
-            weights = (layer.codes.astype(np.int16) + 128).astype(np.uint8)
-            w_zp = np.full(cout, 128, np.uint8)
-        else:
-            weights, w_zp = layer.codes.astype(np.int8), np.zeros(cout, np.int8)
+        weights, zero_point = held_weights(x.grid, layer.codes)
+        w_zp = np.full(cout, zero_point, weights.dtype)
         inputs = [x.name, *self._grid_consts(x.grid), self._const("w", weights),
                   self._const("w_scale", w_scale), self._const("w_zp", w_zp), *self._grid_consts(out)]
         if layer.bias is not None:
@@ -97,39 +102,33 @@ class QLinearGraph(GraphWriter):
         A pointwise conv (1x1, stride 1, one group: the classifier) is a ``MatMulInteger`` of the pixels, in
         N, H, W, C order, by the weights; onnxruntime cancels the Transpose into that order against its own
         channels-last layout. Its ``ConvInteger`` (im2col, then a GEMM with the few classes as rows) took
-        ten times as long (0.27 against 0.02 ms at 128x256, 64 -> 11 channels). As in ``conv``, weights whose
-        u8 x s8 pair sums could saturate on CPUs without VNNI are held as uint8 with zero point 128
-        (``unsigned_weights``), which onnxruntime sums exactly in int32. Any other conv is a ``ConvInteger``."""
+        ten times as long (0.27 against 0.02 ms at 128x256, 64 -> 11 channels). Weights are held as in
+        ``conv`` (``held_weights``), so the sums are exact on CPUs without VNNI too. Any other conv is a
+        ``ConvInteger``."""
         self._conv_inputs(x, layer, op)
         if (op.kernel, op.stride, op.groups, op.padding) == (1, 1, 1, 0) and not self.channels_last:
-            return self._pointwise_to_float(x, layer, op)
-        acc = self._node("ConvInteger", [x.name, self._const("w", layer.codes.astype(np.int8)),
-                                         self._const("x_zp", np.array(x.grid.zero_point, np.uint8))], "acc",
-                         **conv_attributes(op))
+            acc = self._pointwise_sums(x, layer, op)
+        else:
+            acc = self._node("ConvInteger", [x.name, self._const("w", layer.codes.astype(np.int8)),
+                                             self._const("x_zp", np.array(x.grid.zero_point, np.uint8))], "acc",
+                             **conv_attributes(op))
         as_float = self._node("Cast", [acc], "acc_f", to=TensorProto.FLOAT)
         y = self._float_tail(self._rescaled(as_float, layer), layer, op.relu)
         return FTensor(y, conv_shape(x, op))
 
-    def _pointwise_to_float(self, x: QTensor, layer: LayerParams, op: Conv) -> FTensor:
+    def _pointwise_sums(self, x: QTensor, layer: LayerParams, op: Conv) -> str:
+        """The int32 sums of a 1x1 conv as a ``MatMulInteger`` [pixels, C] x [C, O], back in N, C, H, W."""
         _, c, h, w = x.shape
         pixels = self._node("Reshape", [self._node("Transpose", [x.name], "nhwc", perm=list(NCHW_TO_NHWC)),
                                         self._const("rows", np.array([-1, c], np.int64))], "pixels")
-        weights = np.ascontiguousarray(layer.codes.reshape(op.cout, c).T)  # [C, O]
-        x_zp = self._const("x_zp", np.array(x.grid.zero_point, np.uint8))
-        if unsigned_weights(x.grid, layer.codes):  # u8 x s8 pair sums could saturate: u8 x u8 sums in int32
-            inputs = [pixels, self._const("w", (weights.astype(np.int16) + 128).astype(np.uint8)), x_zp,
-                      self._const("w_zp", np.array(128, np.uint8))]
-        else:
-            inputs = [pixels, self._const("w", weights.astype(np.int8)), x_zp]
+        weights, zero_point = held_weights(x.grid, layer.codes)
+        inputs = [pixels, self._const("w", np.ascontiguousarray(weights.reshape(op.cout, c).T)),
+                  self._const("x_zp", np.array(x.grid.zero_point, np.uint8))]
+        if zero_point:
+            inputs.append(self._const("w_zp", np.array(zero_point, weights.dtype)))
         acc = self._node("MatMulInteger", inputs, "acc")
-        y = self._node("Mul", [self._node("Cast", [acc], "acc_f", to=TensorProto.FLOAT),
-                               self._const("step", layer.accumulator_step().reshape(1, -1))], "conv")
-        if layer.bias is not None:
-            y = self._node("Add", [y, self._const("bias", np.asarray(layer.bias, np.float32).reshape(1, -1))], "biased")
-        if op.relu:
-            y = self._node("Relu", [y], "relu")
-        image = self._node("Reshape", [y, self._const("image", np.array([-1, h, w, op.cout], np.int64))], "image")
-        return FTensor(self._node("Transpose", [image], "nchw", perm=list(NHWC_TO_NCHW)), conv_shape(x, op))
+        image = self._node("Reshape", [acc, self._const("image", np.array([-1, h, w, op.cout], np.int64))], "image")
+        return self._node("Transpose", [image], "nchw", perm=list(NHWC_TO_NCHW))
 
     def dequantize(self, x: QTensor) -> FTensor:
         return FTensor(self._node("DequantizeLinear", [x.name, *self._grid_consts(x.grid)], "dq"), x.shape)
