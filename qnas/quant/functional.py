@@ -59,19 +59,22 @@ def _positive_alpha(alpha: Tensor, dtype: torch.dtype) -> Tensor:
     return alpha.reshape(()).to(dtype).abs().clamp_min(_MIN_ALPHA)
 
 
-def _act_grid(x: Tensor, a: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Clipped input, integer codes and scale of a PACT grid with effective clip ``a``."""
+def _act_grid(x: Tensor, a: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor]:
+    """Integer codes and scale of a PACT grid with effective clip ``a``: the same operations, in the same
+    order, as ``_PACT.forward`` (so that ``codes * scale`` is its output bit for bit)."""
     levels = act_levels(bits, signed)
     low = -a if signed else torch.zeros_like(a)
-    y = torch.minimum(torch.maximum(x, low), a)
     scale = a / levels
-    codes = torch.round(y / scale)
-    return y, codes, scale
+    return torch.clamp(x, low, a).div_(scale).round_(), scale
 
 
 class _PACT(torch.autograd.Function):
     """PACT forward and its straight-through backward in one node (a few fused passes over ``x``
-    instead of an autograd graph of a dozen elementwise ops: QAT spends most time here)."""
+    instead of an autograd graph of a dozen elementwise ops: QAT spends most time here).
+
+    The clipped ``y = clamp(x, low, a)`` equals ``x`` exactly where ``x`` lies in the closed range and
+    equals ``a`` exactly where ``x >= a``, so the forward keeps those two masks (one byte per element
+    each, instead of ``x``) and the backward is one multiply and one masked sum."""
 
     @staticmethod
     def forward(ctx, x: Tensor, a: Tensor, bits: int, signed: bool) -> Tensor:  # type: ignore[override]
@@ -79,27 +82,27 @@ class _PACT(torch.autograd.Function):
         low = -a if signed else torch.zeros_like(a)
         scale = a / levels
         q = torch.clamp(x, low, a)
+        masks = []
+        if ctx.needs_input_grad[0]:
+            masks.append(q == x)  # inside the closed range
+        if ctx.needs_input_grad[1]:
+            masks.append(q == a)  # at or above the upper bound
+            if signed:
+                masks.append(q == low)  # at or below the lower bound
         q.div_(scale).round_().mul_(scale)
-        ctx.save_for_backward(x, a)
-        ctx.signed = signed
+        ctx.save_for_backward(*masks)
         return q
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
-        x, a = ctx.saved_tensors
-        upper = x >= a
-        if ctx.signed:
-            lower = x <= -a
-            inside = (x <= a) & (x >= -a)
-        else:
-            inside = (x <= a) & (x >= 0)
-        grad_x = grad * inside if ctx.needs_input_grad[0] else None
+        masks = list(ctx.saved_tensors)
+        grad_x = grad * masks.pop(0) if ctx.needs_input_grad[0] else None
         grad_a = None
         if ctx.needs_input_grad[1]:
-            grad_a = (grad * upper).sum()
-            if ctx.signed:
-                grad_a = grad_a - (grad * lower).sum()
-            grad_a = grad_a.reshape(a.shape)
+            upper = masks.pop(0)
+            grad_a = torch.where(upper, grad, 0).sum()
+            if masks:
+                grad_a = grad_a - torch.where(masks.pop(0), grad, 0).sum()
         return grad_x, grad_a, None, None
 
 
@@ -120,9 +123,7 @@ def act_codes(x: Tensor, alpha: Tensor, bits: int, signed: bool) -> tuple[Tensor
     ``codes * scale`` equals ``pact_quantize(x, alpha, bits, signed)`` exactly; both are
     detached, since export only reads them.
     """
-    a = _positive_alpha(alpha.detach(), x.dtype)
-    _, codes, scale = _act_grid(x.detach(), a, bits, signed)
-    return codes, scale
+    return _act_grid(x.detach(), _positive_alpha(alpha.detach(), x.dtype), bits, signed)
 
 
 def max_clip(w: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qnas.data import ConfusionMeter
+from qnas.data.metrics import predicted_classes
 
 __all__ = ["poly_lr", "train_epochs", "evaluate", "loader_ignore_index"]
 
@@ -69,6 +70,6 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], num_clas
     model.eval()
     device = next(model.parameters()).device
     for images, labels in loader:
-        meter.update(model(images.to(device, non_blocking=True)).argmax(1), labels)
+        meter.update(predicted_classes(model(images.to(device, non_blocking=True))), labels)
     model.train(was_training)
     return meter

@@ -95,3 +95,13 @@ def test_confusion_matches_pair_counts(pairs: list[tuple[int, int]]) -> None:
     valid = ~np.isnan(iou)
     assert np.all((iou[valid] >= 0) & (iou[valid] <= 1))
     assert 0.0 <= miou(cm) <= 1.0
+
+
+def test_predicted_classes_is_argmax_with_ties_to_the_first() -> None:
+    from qnas.data.metrics import predicted_classes
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 3, (4, 11, 9, 7), generator=g).float()  # many ties
+    assert torch.equal(predicted_classes(logits), logits.argmax(1))
+    logits[0, :, 0, 0] = 1.0
+    assert predicted_classes(logits)[0, 0, 0] == 0
