@@ -173,6 +173,9 @@ class TrainConfig:
     # best of a search without a budget (qnas search --bitops-budget none): FasterSeg's teacher-student pair
     finetune_teacher: str = "largest"
     threads: int = 0  # torch intra-op threads; 0: the CPUs that are idle when the command starts (at least 1)
+    # processes for independent work on a CPU (a search generation's evaluations, the sensitivity variants, a
+    # comparison's fine-tunes), sharing the threads; 0: one per thread (each with one), 1: all in the command's own
+    jobs: int = 0
     amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision of float stages on a GPU (never of QAT)
     channels_last: bool = False  # NHWC memory format for the network and its inputs on a GPU
 
@@ -180,7 +183,7 @@ class TrainConfig:
         for name in ("batch_size", "warmup_lr", "finetune_lr", "distill_temperature"):
             _positive(name, getattr(self, name))
         for name in ("warmup_epochs", "random_subnets", "distill_weight", "finetune_distill", "aux_weight", "weight_decay",
-                     "baseline_float_epochs", "baseline_qat_epochs", "finetune_epochs", "threads"):
+                     "baseline_float_epochs", "baseline_qat_epochs", "finetune_epochs", "threads", "jobs"):
             if getattr(self, name) < 0:
                 raise FieldError(name, f"must be >= 0, got {getattr(self, name)}")
         _positive("bn_calib_batches", self.bn_calib_batches)

@@ -22,7 +22,8 @@ from qnas.data.augment import Augmentation, build_augmentation
 from qnas.data.loaders import make_loader
 from qnas.data.registry import build_split, check_data_config, dataset_kind
 from qnas.errors import QnasError
-from qnas.pipeline.threads import idle_threads, usable_cpus
+from qnas.pipeline.parallel import jobs_and_threads
+from qnas.pipeline.threads import command_threads, usable_cpus
 from qnas.space.genome import SearchSpace
 from qnas.space.policy import Policy, read_policy
 
@@ -120,10 +121,15 @@ class Context:
         return read_policy(self.policy_path(str(name_or_path)), self.space)
 
     # -- torch --------------------------------------------------------------------------------------
+    def jobs(self, items: int) -> tuple[int, int]:
+        """Worker processes and threads per worker for ``items`` independent pieces of work (``train.jobs``,
+        ``qnas.pipeline.parallel``)."""
+        return jobs_and_threads(self.config.train.jobs, command_threads(self.config.train.threads), items)
+
     def setup_torch(self) -> torch.device:
         """Thread count (``train.threads``, or the CPUs idle when the process started), seed, and (under
         torchrun) the process group; returns this process's device."""
-        torch.set_num_threads(self.config.train.threads or idle_threads())
+        torch.set_num_threads(command_threads(self.config.train.threads))
         torch.manual_seed(self.config.seed)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

@@ -19,9 +19,10 @@ from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.latency import Backend, get_backend
 from qnas.pipeline.context import Context, is_main_process
-from qnas.pipeline.distributed import barrier, shared_map
+from qnas.pipeline.distributed import barrier, rank_and_world, shared_map
 from qnas.export.profiles import get_profile
 from qnas.pipeline.exporting import export_model, score_file
+from qnas.pipeline.parallel import local_map, mapper
 from qnas.pipeline.gumbel import LOG as GUMBEL_LOG, STATE as GUMBEL_STATE, gumbel_search
 from qnas.pipeline.latency import load_table
 from qnas.pipeline.lock import FolderLock, clean_temporary_files
@@ -178,7 +179,7 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
             history = list(run.cache.values())
         else:
             with reporter.searching(settings.evaluations) as monitor:
-                run = Search(space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map,
+                run = Search(space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map if rank_and_world()[1] > 1 else mapper(ctx.jobs),
                              writer=is_main_process())
                 history = run.run(resume=resume)
         for warning in run.warnings if is_main_process() else ():
@@ -346,6 +347,7 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
              reporter: Reporter) -> list[dict[str, Any]]:
     rows, mious = [], {}
     target = get_target(ctx.config.deploy.target)
+    _train_in_parallel(ctx, out, [(p, k) for p in policies for k in range(seeds)], supernet_run, reporter)
     for policy in policies:
         values = []
         for k in range(seeds):
@@ -391,6 +393,27 @@ def _compare(ctx: Context, out: Path, policies: list[Policy], supernet_run: str 
             + differences(rows, mious) + "\n![mIoU against GBitOps](compare.png)\n")
     atomic_write_text(out / "compare.md", text)
     return rows
+
+
+def _train_in_parallel(ctx: Context, out: Path, runs: list[tuple[Policy, int]],
+                       supernet_run: str | os.PathLike[str] | None, reporter: Reporter) -> None:
+    """Train the comparison's unfinished seed runs in worker processes (``Context.jobs``) when there is more than
+    one; a finished run is only checked (``train_seed_run``), and with one job ``_compare`` trains each in turn."""
+    pending = []
+    for policy, k in runs:
+        if (seed_run(out, policy, k) / "metrics.json").exists():
+            train_seed_run(ctx, out, policy, k, supernet_run, reporter)  # checks that it is this recipe's
+        else:
+            pending.append((policy, k))
+    jobs, threads = ctx.jobs(len(pending))
+    if jobs == 1:
+        return
+    what = "fine-tune" if supernet_run is not None else "train"
+    with reporter.steps(f"{what} ({jobs} at once)") as progress:
+        progress(pending[0][0].name, 0, len(pending))
+        trained = local_map(lambda run: train_seed_run(ctx, out, run[0], run[1], supernet_run), pending, jobs, threads)
+        for i, ((policy, k), _) in enumerate(zip(pending, trained)):
+            progress(f"{policy.name} seed {k}", i + 1, len(pending))
 
 
 def target_line(target: Target) -> str:

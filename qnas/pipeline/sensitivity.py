@@ -23,6 +23,7 @@ from qnas.cost.agreement import kendall_tau
 from qnas.data.loaders import make_loader
 from qnas.pipeline.context import Context
 from qnas.pipeline.lock import FolderLock
+from qnas.pipeline.parallel import local_map
 from qnas.pipeline.paths import output_folder
 from qnas.pipeline.plots import sensitivity_plot
 from qnas.pipeline.progress import SILENT, Reporter
@@ -65,14 +66,14 @@ def _sensitivity(ctx: Context, out: Path, genome: Genome, bits: tuple[int, ...],
     genes = [label for label in ctx.space.canonical_order(genome) if label.endswith((".wbits", ".abits"))]
     todo = [(label, b) for label in genes for b in bits if genome[label] != b]
     rows = []
+    variants = [ctx.space.validate(genome.with_genes({label: b})) for label, b in todo]
     with reporter.steps("sensitivity") as progress:
-        for i, (label, b) in enumerate(todo):
-            progress(label, i, len(todo))
-            value = miou(ctx.space.validate(genome.with_genes({label: b})))
+        progress(todo[0][0] if todo else "", 0, len(todo))
+        for i, ((label, b), value) in enumerate(zip(todo, local_map(miou, variants, *ctx.jobs(len(todo))))):
+            progress(label, i + 1, len(todo))
             layer, _, kind = label.rpartition(".")
             rows.append({"layer": layer, "what": "weights" if kind == "wbits" else "activations", "bits": b,
                          "miou": round(value, 6), "delta_miou": round(value - base, 6)})
-        progress("", len(todo), len(todo))
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / FILE, rows)
     atomic_write_text(out / "sensitivity.json", json.dumps({"reference_miou": base, "scenes": len(loader.dataset),

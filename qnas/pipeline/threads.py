@@ -13,7 +13,9 @@ import os
 
 from qnas.cpus import busy_at_start, busy_cpus, usable_cpus
 
-__all__ = ["usable_cpus", "busy_cpus", "idle_threads"]
+__all__ = ["usable_cpus", "busy_cpus", "idle_threads", "command_threads", "set_worker_threads"]
+
+_WORKER_THREADS: int | None = None  # set in a worker process of ``qnas.pipeline.parallel``: its share
 
 
 @functools.cache
@@ -29,3 +31,15 @@ def idle_threads() -> int:
     idle = cpus if busy is None else max(1, min(cpus, cpus - int(busy + 0.5)))
     # under torchrun the processes of one machine share its idle CPUs
     return max(1, idle // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+
+
+def set_worker_threads(threads: int) -> None:
+    """Make ``command_threads`` answer ``threads`` in this process (a worker of ``qnas.pipeline.parallel``)."""
+    global _WORKER_THREADS
+    _WORKER_THREADS = threads
+
+
+def command_threads(configured: int) -> int:
+    """Torch threads for this process: a worker's share, else ``configured`` (``train.threads``), else
+    ``idle_threads()``."""
+    return _WORKER_THREADS or configured or idle_threads()
