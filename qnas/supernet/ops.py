@@ -38,11 +38,38 @@ def _row_list(rows: slice | list[int]) -> list[int] | None:
     return None if isinstance(rows, slice) else rows
 
 
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int, dilation: int,
+           groups: int) -> Tensor:
+    """``F.conv2d``; a grouped (depthwise) conv on a CPU runs in channels-last memory and returns N, C, H, W.
+
+    oneDNN's depthwise kernels on N, C, H, W tensors are erratic and slow on CPUs: a 5x5 depthwise conv
+    of 16 x 192 x 16 x 16 took 3.5 ms forward and 18.7 ms backward, against 0.36 and 3.75 ms in
+    channels-last memory (benchmarks/results/depthwise_layout.md). Integer-code sums stay exact."""
+    if groups == 1 or x.device.type != "cpu":
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    y = F.conv2d(_ChannelsLast.apply(x), weight.contiguous(memory_format=torch.channels_last), bias, stride, padding,
+                 dilation, groups)
+    return y.contiguous()
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """``x`` in channels-last memory, whose gradient goes back in N, C, H, W memory (elementwise backward
+    ops that mix the two layouts, such as ReLU's, are ten times slower)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad.contiguous()
+
+
 def qconv2d(x: Tensor, weight: Tensor, bias: Tensor | None, op: Conv, act_quant: nn.Module,
             weight_quant: nn.Module, rows: list[int] | None = None) -> Tensor:
     """Conv of the quantized input with the quantized weight (channels ``rows`` of its quantizer), with the
     plan's geometry."""
-    return F.conv2d(act_quant(x), weight_quant(weight, rows), bias, op.stride, op.padding, op.dilation, op.groups)
+    return conv2d(act_quant(x), weight_quant(weight, rows), bias, op.stride, op.padding, op.dilation, op.groups)
 
 
 def bn_params(bn: nn.Module, rows: int | slice | list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
@@ -120,9 +147,9 @@ def _exact_sum_conv(x_codes: Tensor, codes: Tensor, bias_codes: Tensor | None, s
     int32 accumulator to float before rescaling.
     """
     if float32_exact(bound):
-        return F.conv2d(x_codes, codes, bias_codes, stride, padding, dilation, groups)
+        return conv2d(x_codes, codes, bias_codes, stride, padding, dilation, groups)
     wide = None if bias_codes is None else bias_codes.double()
-    return F.conv2d(x_codes.double(), codes.double(), wide, stride, padding, dilation, groups).float()
+    return conv2d(x_codes.double(), codes.double(), wide, stride, padding, dilation, groups).float()
 
 
 def _integer_mode(conv: nn.Module) -> bool:
