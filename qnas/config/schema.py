@@ -174,7 +174,7 @@ class TrainConfig:
     finetune_teacher: str = "largest"
     threads: int = 0  # torch intra-op threads; 0: the CPUs that are idle when the command starts (at least 1)
     # processes for independent work on a CPU (a search generation's evaluations, the sensitivity variants, a
-    # comparison's fine-tunes), sharing the threads; 0: one per thread (each with one), 1: all in the command's own
+    # comparison's fine-tunes), one thread each; 0: one per thread, 1: all in the command's own process
     jobs: int = 0
     amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision of float stages on a GPU (never of QAT)
     channels_last: bool = False  # NHWC memory format for the network and its inputs on a GPU

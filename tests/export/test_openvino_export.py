@@ -55,7 +55,7 @@ def test_openvino_file_computes_what_the_model_computes(trained, small_space) ->
             assert got.shape == want.shape and np.isfinite(got).all()
             agreement.append(float(np.mean(got.argmax(1) == want.argmax(1))))
     if vnni():  # without VNNI OpenVINO's int8 kernels saturate int16 pair sums (qnas.export.openvino)
-        assert np.mean(agreement) >= 0.9, agreement
+        assert np.mean(agreement) >= 0.9 and min(agreement) >= 0.5, agreement
     assert uint8_grids > 0  # unsigned 8-bit activations stay uint8 (codes 0..255): nothing was widened
 
 
