@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import torch
 
 from qnas.errors import QnasError
-from qnas.pipeline.distributed import rank_and_world
+from qnas.pipeline.distributed import rank_and_world, shared_map
 from qnas.pipeline.threads import set_worker_threads
 
 __all__ = ["jobs_and_threads", "local_map", "mapper"]
@@ -104,8 +104,10 @@ def local_map(work: Callable[[T], R], items: Sequence[T], jobs: int, threads: in
 
 def mapper(jobs: Callable[[int], tuple[int, int]]) -> Callable[[Callable[[T], Mapping[str, Any]], Sequence[T]],
                                                                 Iterator[dict[str, Any]]]:
-    """A search ``Mapper`` that evaluates a generation's genomes with ``local_map``; ``jobs(items)`` gives the
-    processes and threads per process (``Context.jobs``)."""
+    """A search ``Mapper``: under torchrun the ranks' ``shared_map``, else ``local_map``, whose processes and
+    threads per process ``jobs(items)`` gives (``Context.jobs``)."""
+    if rank_and_world()[1] > 1:
+        return shared_map
 
     def map_locally(evaluate: Callable[[T], Mapping[str, Any]], items: Sequence[T]) -> Iterator[dict[str, Any]]:
         for result in local_map(evaluate, items, *jobs(len(items))):

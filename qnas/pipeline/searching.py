@@ -19,7 +19,7 @@ from qnas.cost.latency import LatencyTable
 from qnas.errors import QnasError
 from qnas.export.latency import Backend, get_backend
 from qnas.pipeline.context import Context, is_main_process
-from qnas.pipeline.distributed import barrier, rank_and_world, shared_map
+from qnas.pipeline.distributed import barrier, shared_map
 from qnas.export.profiles import get_profile
 from qnas.pipeline.exporting import export_model, score_file
 from qnas.pipeline.parallel import local_map, mapper
@@ -179,7 +179,7 @@ def search(ctx: Context, supernet_run: str | os.PathLike[str], out: str | os.Pat
             history = list(run.cache.values())
         else:
             with reporter.searching(settings.evaluations) as monitor:
-                run = Search(space, constraints, evaluator, settings, out, monitor, identity, mapper=shared_map if rank_and_world()[1] > 1 else mapper(ctx.jobs),
+                run = Search(space, constraints, evaluator, settings, out, monitor, identity, mapper=mapper(ctx.jobs),
                              writer=is_main_process())
                 history = run.run(resume=resume)
         for warning in run.warnings if is_main_process() else ():

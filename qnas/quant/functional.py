@@ -59,12 +59,15 @@ def _positive_alpha(alpha: Tensor, dtype: torch.dtype) -> Tensor:
     return alpha.reshape(()).to(dtype).abs().clamp_min(_MIN_ALPHA)
 
 
+def _act_range(a: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor]:
+    """Lower bound and step of a PACT grid with effective clip ``a`` (its upper bound)."""
+    return (-a if signed else torch.zeros_like(a)), a / act_levels(bits, signed)
+
+
 def _act_grid(x: Tensor, a: Tensor, bits: int, signed: bool) -> tuple[Tensor, Tensor]:
     """Integer codes and scale of a PACT grid with effective clip ``a``: the same operations, in the same
     order, as ``_PACT.forward`` (so that ``codes * scale`` is its output bit for bit)."""
-    levels = act_levels(bits, signed)
-    low = -a if signed else torch.zeros_like(a)
-    scale = a / levels
+    low, scale = _act_range(a, bits, signed)
     return torch.clamp(x, low, a).div_(scale).round_(), scale
 
 
@@ -78,9 +81,7 @@ class _PACT(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, a: Tensor, bits: int, signed: bool) -> Tensor:  # type: ignore[override]
-        levels = act_levels(bits, signed)
-        low = -a if signed else torch.zeros_like(a)
-        scale = a / levels
+        low, scale = _act_range(a, bits, signed)
         q = torch.clamp(x, low, a)
         masks = []
         if ctx.needs_input_grad[0]:

@@ -44,7 +44,7 @@ from qnas.space.networks import NOMINAL_HW, network_plan, unit_choices
 from qnas.space.plan import Add, Conv
 from qnas.supernet.blocks import ConvUnit
 from qnas.supernet.network import Supernet, resize, run_plan
-from qnas.supernet.ops import ElasticBatchNorm2d
+from qnas.supernet.ops import ElasticBatchNorm2d, conv2d
 
 __all__ = ["RelaxedSupernet", "gumbel_weights", "choice_probabilities"]
 
@@ -236,8 +236,8 @@ class RelaxedSupernet(nn.Module):
             mixed = mixed / torch.where(mass > 0, mass, torch.ones_like(mass))
         bias = unit.conv.active_bias(cout)
         inputs = self._mixed_bits(unit.conv.act_quant, f"{op.label}.abits", op.abits, x, weights, alive)
-        y = F.conv2d(inputs, mixed, bias, stride, (kernel - 1) // 2 * dilation, dilation,
-                     cout if depthwise else op.groups)
+        y = conv2d(inputs, mixed, bias, stride, (kernel - 1) // 2 * dilation, dilation,
+                   cout if depthwise else op.groups)
         if unit.bn is not None:
             bn = unit.bn
             gamma, beta = (bn.active_params(cout)[2:] if isinstance(bn, ElasticBatchNorm2d)
