@@ -33,9 +33,10 @@ def test_openvino_runs_every_conv_of_the_file_in_int8(trained, small_space) -> N
 def test_openvino_file_computes_what_the_model_computes(trained, small_space) -> None:
     """The file, executed exactly as written (onnxruntime without its Q/DQ fusions), reads the model's codes at every conv up to
     rounding-boundary flips; OpenVINO's own kernels agree with it per pixel on CPUs with VNNI, on average over the
-    genomes and images. Not everywhere: OpenVINO fuses a residual Add and the requantization around it into the
-    conv's post-ops, and that chain is not exact at rounding boundaries (every code it changed lay within 0.02 of
-    a step's .5 boundary). On this barely trained network such a flip spreads to a fifth of one image's pixels."""
+    genomes and images. Not everywhere: where OpenVINO fuses a projection conv, its requantization, the residual
+    Add and a requantization after it into one conv, its CPU plugin drops the first requantization's rounding
+    (``benchmarks/results/openvino_postops.md``). On this barely trained network such a flip spreads to a fifth of
+    one image's pixels."""
     supernet, images, val = trained
     uint8_grids, agreement = 0, []
     for genome in export_genomes(small_space)[:4]:
