@@ -12,8 +12,16 @@ resolution and at 4x its pixels, with 1 and 2 threads:
   QOperator formats, per-channel, U8S8, MinMax calibration on 8 validation scenes resized to the
   resolution): what a user gets from onnxruntime's tool in one call;
 - ``ort fp32``: the float twin in onnxruntime;
+- ``ort t*``: the ``ort t`` file in a session with ``session.disable_quant_qdq=1``. The file has no
+  Q/DQ pairs for onnxruntime to fuse (its convs are already ``QLinearConv``); onnxruntime's QDQ passes
+  only give each consumer of a ``DequantizeLinear`` its own copy (``EnsureUniqueDQForNodeUnit``), so
+  the float residual stream is dequantized once per reader. Same outputs, checked;
 - ``ov``: our ``openvino`` file in OpenVINO's CPU plugin; ``ov t``: with the ``openvino`` target's
   numerics (``--target openvino``); ``ov fp32``: the float twin there (``INFERENCE_PRECISION_HINT=f32``).
+
+Ours against ``quantize_static`` is also given paired: each round's ratio of the two round medians,
+the median of those ratios and its distribution-free 95% interval (``qnas.stats.median_interval``);
+"as fast or faster" needs the interval's upper end at or below 1.
 
 ``--profile`` adds, per variant at the deployment resolution and 1 thread, the time per operator
 type from each runtime's own profiler (onnxruntime's JSON trace, OpenVINO's performance counters).
@@ -45,10 +53,11 @@ from qnas.export.openvino import compile_openvino
 from qnas.pipeline import Context, export_model, load_trained
 from qnas.quant import apply_target
 from qnas.space import read_policy
+from qnas.stats import median_interval
 from qnas.train import cut_subnet
 
 
-def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = None):
+def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = None, qdq_passes: bool = True):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -58,6 +67,8 @@ def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = 
     # no busy-waiting between runs: interleaved with OpenVINO's threads on few cores, a spinning pool steals
     # the cores the next variant needs (2 threads on this 2-core machine ran 2x slower with spinning)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not qdq_passes:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     if profile_dir:
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(profile_dir, "ort")
@@ -86,14 +97,15 @@ def ort_quantized(fp32: onnx.ModelProto, images: np.ndarray, fmt: str) -> onnx.M
 
 
 def runner(kind: str, model: onnx.ModelProto, threads: int, x: np.ndarray):
-    if kind == "ort":
-        session = ort_session(model, threads)
+    if kind in ("ort", "ort*"):
+        session = ort_session(model, threads, qdq_passes=kind == "ort")
         return lambda: session.run(None, {"image": x})
     request = compile_openvino(model, threads).create_infer_request()
     return lambda: request.infer({0: x})
 
 
-def time_interleaved(runs: dict, rounds: int, per_round: int) -> dict[str, float]:
+def time_interleaved(runs: dict, rounds: int, per_round: int) -> dict[str, list[float]]:
+    """Each variant's median time (ms) in each round; a round times every variant ``per_round`` times, in turn."""
     for run in runs.values():  # warm up
         for _ in range(3):
             run()
@@ -106,21 +118,22 @@ def time_interleaved(runs: dict, rounds: int, per_round: int) -> dict[str, float
                 run()
                 times.append((time.perf_counter() - tic) * 1000.0)
             medians[name].append(statistics.median(times))
-    return {name: statistics.median(values) for name, values in medians.items()}
+    return dict(medians)
 
 
-def ort_profile(model: onnx.ModelProto, x: np.ndarray, runs: int = 20) -> dict[str, float]:
-    """ms per run by operator type, from onnxruntime's own profiler."""
+def ort_profile(model: onnx.ModelProto, x: np.ndarray, runs: int = 20, qdq_passes: bool = True) -> dict[str, float]:
+    """ms per run by operator type (``OP xN``: N nodes of that type), from onnxruntime's own profiler."""
     with tempfile.TemporaryDirectory() as tmp:
-        session = ort_session(model, 1, tmp)
+        session = ort_session(model, 1, tmp, qdq_passes)
         for _ in range(runs):
             session.run(None, {"image": x})
         trace = json.loads(Path(session.end_profiling()).read_text())
-    totals = defaultdict(float)
+    totals, nodes = defaultdict(float), defaultdict(set)
     for event in trace:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             totals[event["args"]["op_name"]] += event["dur"] / 1000.0 / runs
-    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+            nodes[event["args"]["op_name"]].add(event["name"])
+    return {f"{op} x{len(nodes[op])}": ms for op, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def ov_profile(model: onnx.ModelProto, x: np.ndarray, runs: int = 20) -> dict[str, float]:
@@ -140,7 +153,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/digits.yaml")
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--policy", default=None, help="policy YAML (default: the run's policy.yaml)")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--per-round", type=int, default=5)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--profile", action="store_true")
@@ -161,16 +174,23 @@ def main() -> None:
              f"Command: `python benchmarks/int8_speed.py --checkpoint RUN{' --profile' if args.profile else ''}` "
              f"({args.rounds} interleaved rounds x {args.per_round} runs, median of round medians, ms). "
              f"CPU: {get_backend('ort-cpu', 1).fingerprint()['cpu']}, {os.cpu_count()} cores.", "",
-             "| resolution | threads | ort (ours) | ort t (ours, --target ort) | ort qdq (quantize_static) | "
-             "ort qop (quantize_static) | ort fp32 | ov (ours) | ov t (ours, --target openvino) | ov fp32 | "
-             "ort fp32 / ours | ort fp32 / ort t | ort fp32 / qdq | qdq / ort t | ov fp32 / ours | ov fp32 / ov t |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| resolution | threads | ort (ours) | ort t (ours, --target ort) | ort t* (no QDQ passes) | "
+             "ort qdq (quantize_static) | ort qop (quantize_static) | ort fp32 | ov (ours) | "
+             "ov t (ours, --target openvino) | ov fp32 | ort fp32 / ours | ort fp32 / ort t | ort fp32 / qdq | "
+             "qdq / ort t | ov fp32 / ours | ov fp32 / ov t |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    paired = ["", "Ours against `quantize_static`, paired by round (median of the per-round time ratios, "
+              "distribution-free 95% interval; below 1: ours faster):", "",
+              "| resolution | threads | ort t / qdq | ort t / qop | ort t* / qdq | ort t* / qop | verdict (ort t / qdq) |",
+              "|---|---|---|---|---|---|---|"]
     profiles = {}
     for h, w in ((dh, dw), (2 * dh, 2 * dw)):
         fp32 = export_model(subnet, "onnx-fp32", h, w)
         images = torch.nn.functional.interpolate(scenes, size=(h, w), mode="bilinear").numpy()
+        ort_t = export_model(for_target["ort"], "ort", h, w)
         models = {"ort": ("ort", export_model(subnet, "ort", h, w)),
-                  "ort t": ("ort", export_model(for_target["ort"], "ort", h, w)),
+                  "ort t": ("ort", ort_t),
+                  "ort t*": ("ort*", ort_t),
                   "ort qdq": ("ort", ort_quantized(fp32, images, "qdq")),
                   "ort qop": ("ort", ort_quantized(fp32, images, "qop")),
                   "ort fp32": ("ort", fp32),
@@ -180,7 +200,17 @@ def main() -> None:
         x = images[:1].copy()
         for threads in (int(t) for t in args.threads.split(",")):
             runs = {name: runner(kind, model, threads, x) for name, (kind, model) in models.items()}
-            t = time_interleaved(runs, args.rounds, args.per_round)
+            if not np.array_equal(runs["ort t"]()[0], runs["ort t*"]()[0]):
+                raise SystemExit("onnxruntime's QDQ passes changed the ort file's output")
+            rounds = time_interleaved(runs, args.rounds, args.per_round)
+            t = {name: statistics.median(values) for name, values in rounds.items()}
+            ratios = {f"{a} / {b}": median_interval([ours / theirs for ours, theirs in zip(rounds[a], rounds[f"ort {b}"])])
+                      for a in ("ort t", "ort t*") for b in ("qdq", "qop")}
+            main_ratio = ratios["ort t / qdq"]
+            verdict = ("ours as fast or faster" if main_ratio.high <= 1.0 else
+                       "ours slower" if main_ratio.low > 1.0 else "within noise")
+            paired.append(f"| {h}x{w} | {threads} | " + " | ".join(r.show() for r in ratios.values()) + f" | {verdict} |")
+            print(paired[-1], flush=True)
             row = (f"| {h}x{w} | {threads} | " + " | ".join(f"{t[name]:.2f}" for name in models) +
                    f" | {t['ort fp32'] / t['ort']:.2f}x | {t['ort fp32'] / t['ort t']:.2f}x | "
                    f"{t['ort fp32'] / t['ort qdq']:.2f}x | {t['ort qdq'] / t['ort t']:.2f}x | "
@@ -189,7 +219,9 @@ def main() -> None:
             print(row, flush=True)
         if args.profile and (h, w) == (dh, dw):
             for name, (kind, model) in models.items():
-                profiles[name] = (ort_profile if kind == "ort" else ov_profile)(model, x)
+                profiles[name] = (ov_profile(model, x) if kind == "ov" else
+                                  ort_profile(model, x, qdq_passes=kind == "ort"))
+    lines += paired
     if profiles:
         lines += ["", f"Time per operator type at {dh}x{dw}, 1 thread (ms per run; each runtime's own profiler):", ""]
         for name, totals in profiles.items():

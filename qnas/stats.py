@@ -2,6 +2,10 @@
 
 A difference between two policies is reported with Welch's interval (unequal variances, no pairing
 assumed between their seeds); ``within_noise`` says whether that interval contains zero.
+
+A speed ratio measured in interleaved rounds is reported as the median of the per-round ratios with
+``median_interval``: a distribution-free 95% interval from order statistics (timings are skewed by
+the machine's other work, so no normal model is assumed).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["Summary", "summarize", "Difference", "welch_difference"]
+__all__ = ["Summary", "summarize", "Difference", "welch_difference", "MedianInterval", "median_interval"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,32 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     dof = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
     half = float(stats.t.ppf(0.975, dof)) * se
     return Difference(diff, diff - half, diff + half)
+
+
+@dataclass(frozen=True)
+class MedianInterval:
+    """The median of ``n`` values with a distribution-free interval that holds it with ``coverage`` >= 95%."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+    coverage: float
+
+    def show(self, digits: int = 3) -> str:
+        return f"{self.median:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def median_interval(values: Sequence[float]) -> MedianInterval:
+    """The median and the order statistics ``(x_(k), x_(n+1-k))`` around it, with the largest ``k`` whose
+    interval still covers the population median with probability >= 95% (binomial, no distribution
+    assumed; needs at least 6 values)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = int(x.size)
+    if n < 6:
+        raise ValueError(f"an interval for a median needs at least 6 values, got {n}")
+    k = 1
+    while 1.0 - 2.0 * float(stats.binom.cdf(k, n, 0.5)) >= 0.95:  # coverage of (x_(k+1), x_(n-k))
+        k += 1
+    coverage = 1.0 - 2.0 * float(stats.binom.cdf(k - 1, n, 0.5))
+    return MedianInterval(float(np.median(x)), float(x[k - 1]), float(x[n - k]), n, coverage)

@@ -1,4 +1,4 @@
-"""Seed statistics: means, standard deviations and Student-t / Welch intervals."""
+"""Seed statistics: means, standard deviations and Student-t / Welch intervals; medians of timing ratios."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from qnas.stats import summarize, welch_difference
+from qnas.stats import median_interval, summarize, welch_difference
 
 
 def test_summary_of_three_seeds() -> None:
@@ -32,3 +32,24 @@ def test_welch_interval_covers_the_true_difference_about_95_percent() -> None:
     assert welch_difference([0.5, 0.52, 0.48], [0.5, 0.49, 0.51]).within_noise
     with pytest.raises(ValueError):
         welch_difference([0.5], [0.4, 0.3])
+
+
+def test_median_interval_order_statistics() -> None:
+    # n = 20: the textbook interval is (x_(6), x_(15)), coverage 95.9%
+    m = median_interval(list(range(20, 0, -1)))
+    assert (m.median, m.low, m.high, m.n) == (10.5, 6.0, 15.0, 20)
+    assert 0.95 <= m.coverage < 0.96
+    assert median_interval([1.0] * 6).show() == "1.000 [1.000, 1.000]"
+
+
+def test_median_interval_covers_the_median_of_a_skewed_distribution() -> None:
+    rng = np.random.default_rng(0)
+    true_median = np.log(2.0)  # exponential(1)
+    hits = sum(m.low <= true_median <= m.high
+               for m in (median_interval(rng.exponential(size=30)) for _ in range(2000)))
+    assert 0.94 <= hits / 2000 <= 0.98
+
+
+def test_median_interval_needs_six_values() -> None:
+    with pytest.raises(ValueError, match="at least 6"):
+        median_interval([1.0, 2.0, 3.0, 4.0, 5.0])
