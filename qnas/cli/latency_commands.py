@@ -49,8 +49,10 @@ def _table(args: argparse.Namespace) -> int:
               f"{method['noisy_entries']} of {len(table.spread)} blocks above {100 * method['noisy_spread']:.0f}% "
               "after re-measuring")
     if method.get("too_noisy"):
-        print("warning: the machine was too noisy for this table to be meaningful (another process competing for "
-              "the cores?); close it and rebuild with --restart", file=sys.stderr)
+        print(f"warning: {method['noisy_entries']} of {len(table.spread)} blocks still varied by more than "
+              f"{100 * method['noisy_spread']:.0f}% between rounds: the table may be too noisy to be meaningful. "
+              f"Check it against whole networks with `qnas latency-check --config {args.config} --lut {args.out}`; "
+              "if that is poor, close competing processes and rebuild with --restart", file=sys.stderr)
     return 0
 
 

@@ -32,3 +32,19 @@ def test_an_openvino_table_is_built_checked_and_refused_for_onnxruntime(tmp_path
     with pytest.raises(SystemExit) as exit_:
         main(["latency-table", "--config", TINY, "--backend", "tensorrt", "--out", str(lut)])
     assert exit_.value.code == 2 and "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+def test_a_noisy_table_warns_and_names_the_check_to_run(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The builder cannot tell a competing process from a noisy VM (on the development machine idle builds
+    were the noisier ones), so the warning says what it measured and which command decides."""
+    import qnas.cli.latency_commands as commands
+
+    lut = tmp_path / "lut.yaml"
+    noisy = LatencyTable({"backend": "ort-cpu"}, (32, 32), {"a": 1.0, "b": 2.0}, 0.0,
+                         {"noisy_entries": 2, "noisy_spread": 0.1, "median_spread": 0.3, "too_noisy": True},
+                         spread={"a": 0.3, "b": 0.4})
+    monkeypatch.setattr(commands, "latency_table", lambda *args, **kwargs: noisy)
+    assert main(["latency-table", "--config", TINY, "--out", str(lut)]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 blocks still varied by more than 10% between rounds" in err
+    assert f"qnas latency-check --config {TINY} --lut {lut}" in err
