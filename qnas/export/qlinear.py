@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import ModelProto, TensorProto, helper
 
 from qnas.export.graph import (NCHW_TO_NHWC, NHWC_TO_NCHW, OPSET, FTensor, GraphWriter, Grid, LayerParams, QTensor,
                                conv_attributes, conv_shape)
 from qnas.space.plan import Conv
 
-__all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights", "held_weights"]
+__all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights", "held_weights",
+           "uint8_weight_convs"]
 
 
 # u8 x s8 products are summed in pairs into int16 by x86 CPUs without VNNI (onnxruntime's AVX2 kernels use
@@ -47,6 +48,14 @@ def held_weights(grid: Grid, codes: np.ndarray) -> tuple[np.ndarray, np.integer]
     if unsigned_weights(grid, codes):
         return (codes.astype(np.int16) + 128).astype(np.uint8), np.uint8(128)
     return codes.astype(np.int8), np.int8(0)
+
+
+def uint8_weight_convs(model: ModelProto) -> tuple[int, int]:
+    """How many of a file's ``QLinearConv`` nodes hold uint8 weights (``held_weights``), and how many there are.
+    onnxruntime runs those with its u8 x u8 kernel, about half as fast as u8 x s8 on CPUs with VNNI."""
+    uint8 = {t.name for t in model.graph.initializer if t.data_type == TensorProto.UINT8}
+    convs = [n for n in model.graph.node if n.op_type == "QLinearConv"]
+    return sum(n.input[3] in uint8 for n in convs), len(convs)
 
 
 class QLinearGraph(GraphWriter):

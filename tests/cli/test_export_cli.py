@@ -77,3 +77,19 @@ def test_export_errors_are_one_line_and_leave_no_file(supernet_run: Path, tmp_pa
     err = capsys.readouterr().err
     assert "invalid choice: 'tensorrt'" in err and "qonnx" in err and "trt" in err
     assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_ort_export_notes_uint8_weights_and_the_target_that_avoids_them(supernet_run: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    w8 = str(ROOT / "policies/uniform_w8a8.yaml")
+    common = ["export", "--config", TINY, "--checkpoint", str(supernet_run), "--policy", w8, "--format", "ort",
+              "--height", "32", "--width", "64"]
+    assert main(common + ["--out", str(tmp_path / "w8.onnx")]) == 0
+    out = capsys.readouterr().out
+    model = onnx.load(tmp_path / "w8.onnx")
+    uint8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.UINT8}
+    slow = sum(n.input[3] in uint8 for n in model.graph.node if n.op_type == "QLinearConv")
+    assert slow > 0 and f"note: {slow} of " in out and "--target ort" in out
+    # the ort target's numerics: int8 weights throughout, no note
+    assert main(common + ["--target", "ort", "--out", str(tmp_path / "w8_t.onnx")]) == 0
+    assert "note:" not in capsys.readouterr().out
