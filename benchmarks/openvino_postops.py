@@ -91,6 +91,7 @@ def unrounded_chains(model: onnx.ModelProto) -> list[tuple[str, str]]:
         names = info["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in info else []
         adds = [i for i, name in enumerate(names) if name.startswith("Add")]
         if info["layerType"].astype(str) == "Convolution" and adds and \
+                any(name.startswith("Quantize") for name in names[:adds[0]]) and \
                 any(name.startswith("Quantize") for name in names[adds[0] + 1:]):
             chains.append((op.get_friendly_name(), names[adds[0]]))
     return chains
@@ -115,6 +116,8 @@ def trained(run: str, scenes: int) -> None:
     chains = unrounded_chains(model)
     fused = {add for _, add in chains}  # OpenVINO names fused nodes by their ONNX node names
     adds = [n.output[0] for n in model.graph.node if n.name in fused]
+    if len(adds) != len(chains):
+        raise SystemExit(f"OpenVINO's fused node names no longer name the ONNX Add nodes ({sorted(fused)})")
     print(f"{run}: {len(chains)} conv(s) whose projection requantization OpenVINO applies unrounded: "
           f"{', '.join(f'{conv} (+ {add})' for conv, add in chains) or 'none'}")
     materialized = onnx.ModelProto()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 
@@ -49,10 +50,12 @@ def _table(args: argparse.Namespace) -> int:
               f"{method['noisy_entries']} of {len(table.spread)} blocks above {100 * method['noisy_spread']:.0f}% "
               "after re-measuring")
     if method.get("too_noisy"):
-        print(f"warning: {method['noisy_entries']} of {len(table.spread)} blocks still varied by more than "
-              f"{100 * method['noisy_spread']:.0f}% between rounds: the table may be too noisy to be meaningful. "
-              f"Check it against whole networks with `qnas latency-check --config {args.config} --lut {args.out}`; "
-              "if that is poor, close competing processes and rebuild with --restart", file=sys.stderr)
+        check = ["qnas", "latency-check", "--config", args.config, "--lut", args.out]
+        if getattr(args, "target", None):
+            check += ["--target", args.target]
+        print("warning: the table may be too noisy to be meaningful (blocks still noisy after re-measuring, above). "
+              f"Check it against whole networks with `{shlex.join(check)}`; if that is poor, close competing "
+              "processes and rebuild with --restart", file=sys.stderr)
     return 0
 
 

@@ -5,9 +5,10 @@ The file is the canonical Q/DQ graph of ``qnas.export.qdq`` with uint8 codes for
 FakeQuantize and run every conv as an int8 kernel (u8 or i8 activations, i8 per-channel weights).
 No widening is needed, so the file computes the model as searched, up to rounding-boundary flips
 (OpenVINO's kernels requantize in their own order), and one departure of OpenVINO's own: where it fuses
-a projection conv, the residual Add and the requantization after it into one conv, its CPU plugin skips
-the projection's rounding (``benchmarks/results/openvino_postops.md``; in trained networks only the last
-residual block, 0.0001-0.0002 of the pixels).
+a projection conv, the residual Add and the requantization after it into one conv (a residual sum whose
+only readers quantize it), its CPU plugin skips the projection's rounding
+(``benchmarks/results/openvino_postops.md``; in the two default-space policies measured, only the last
+residual block, changing 0.0001-0.0002 of the pixels).
 
 Except on x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake): there OpenVINO's int8
 convolutions (``jit_avx2_I8``, ``jit_avx2_1x1_I8``) multiply u8 activations by s8 weights with

@@ -17,6 +17,7 @@ Torch-free (numpy + onnx): the latency table builds blocks from architecture alo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from onnx import ModelProto, TensorProto, helper
@@ -26,7 +27,7 @@ from qnas.export.graph import (NCHW_TO_NHWC, NHWC_TO_NCHW, OPSET, FTensor, Graph
 from qnas.space.plan import Conv
 
 __all__ = ["Grid", "QTensor", "FTensor", "QLinearGraph", "OPSET", "unsigned_weights", "held_weights",
-           "uint8_weight_convs"]
+           "uint8_weight_convs", "WeightKinds"]
 
 
 # u8 x s8 products are summed in pairs into int16 by x86 CPUs without VNNI (onnxruntime's AVX2 kernels use
@@ -50,12 +51,23 @@ def held_weights(grid: Grid, codes: np.ndarray) -> tuple[np.ndarray, np.integer]
     return codes.astype(np.int8), np.int8(0)
 
 
-def uint8_weight_convs(model: ModelProto) -> tuple[int, int]:
-    """How many of a file's ``QLinearConv`` nodes hold uint8 weights (``held_weights``), and how many there are.
-    onnxruntime runs those with its u8 x u8 kernel, about half as fast as u8 x s8 on CPUs with VNNI."""
+class WeightKinds(NamedTuple):
+    """How a file's integer convs hold their weights."""
+
+    uint8: int  # uint8 with zero point 128 (``held_weights``): onnxruntime's u8 x u8 kernel
+    total: int  # every QLinearConv and MatMulInteger
+
+
+WEIGHT_INPUT = {"QLinearConv": 3, "MatMulInteger": 1}
+
+
+def uint8_weight_convs(model: ModelProto) -> WeightKinds:
+    """How many of a file's integer convs (``QLinearConv``, the classifier's ``MatMulInteger``) hold uint8
+    weights, of how many. onnxruntime runs those with its u8 x u8 kernel, about half as fast as u8 x s8 on
+    CPUs with VNNI."""
     uint8 = {t.name for t in model.graph.initializer if t.data_type == TensorProto.UINT8}
-    convs = [n for n in model.graph.node if n.op_type == "QLinearConv"]
-    return sum(n.input[3] in uint8 for n in convs), len(convs)
+    convs = [n for n in model.graph.node if n.op_type in WEIGHT_INPUT]
+    return WeightKinds(sum(n.input[WEIGHT_INPUT[n.op_type]] in uint8 for n in convs), len(convs))
 
 
 class QLinearGraph(GraphWriter):

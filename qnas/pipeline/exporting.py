@@ -14,7 +14,7 @@ import torch
 from qnas.export.graph import INEXACT_CONVS_KEY
 from qnas.data.metrics import AgreementMeter
 from qnas.export.profiles import get_profile
-from qnas.export.qlinear import uint8_weight_convs
+from qnas.export.qlinear import WeightKinds, uint8_weight_convs
 from qnas.pipeline.context import Context
 from qnas.pipeline.paths import output_file
 from qnas.pipeline.runs import load_trained
@@ -47,7 +47,7 @@ class ExportResult:
     model: Any  # an onnx.ModelProto, or the profile's model (brevitas)
     size_bytes: int
     inexact_convs: list[str]
-    uint8_weight_convs: tuple[int, int] = (0, 0)  # QLinearConvs with uint8 weights, QLinearConvs (the ort file)
+    weights: WeightKinds = WeightKinds(0, 0)  # integer convs with uint8 weights, of how many (the ort file)
 
 
 def export(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome, fmt: str,
@@ -62,8 +62,8 @@ def export(ctx: Context, checkpoint: str | os.PathLike[str], genome: Genome, fmt
     model = profile.export(cut_subnet(supernet, genome, ctx.bn_images), height, width)
     data = profile.serialize(model)
     atomic_write_bytes(Path(out), data)
-    slow = uint8_weight_convs(model) if isinstance(model, onnx.ModelProto) else (0, 0)
-    return ExportResult(Path(out), model, len(data), inexact_convs(model), slow)
+    weights = uint8_weight_convs(model) if isinstance(model, onnx.ModelProto) else WeightKinds(0, 0)
+    return ExportResult(Path(out), model, len(data), inexact_convs(model), weights)
 
 
 def score_file(ctx: Context, subnet: SegNet, fmt: str, split: str = "val") -> dict[str, float]:

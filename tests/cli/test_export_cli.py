@@ -87,9 +87,10 @@ def test_ort_export_notes_uint8_weights_and_the_target_that_avoids_them(supernet
     assert main(common + ["--out", str(tmp_path / "w8.onnx")]) == 0
     out = capsys.readouterr().out
     model = onnx.load(tmp_path / "w8.onnx")
-    uint8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.UINT8}
-    slow = sum(n.input[3] in uint8 for n in model.graph.node if n.op_type == "QLinearConv")
-    assert slow > 0 and f"note: {slow} of " in out and "--target ort" in out
+    uint8 = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.UINT8 and len(t.dims) >= 2]  # weights
+    integer = sum(n.op_type in ("QLinearConv", "MatMulInteger") for n in model.graph.node)
+    assert uint8 and f"note: {len(uint8)} of {integer} convs hold 8-bit weights as uint8" in out
+    assert "--target ort" in out
     # the ort target's numerics: int8 weights throughout, no note
     assert main(common + ["--target", "ort", "--out", str(tmp_path / "w8_t.onnx")]) == 0
     assert "note:" not in capsys.readouterr().out
