@@ -108,5 +108,6 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
         table.overhead_ms = round(table.overhead_ms + offset, 5)
         table.write(lut)
         result["fitted_overhead_ms"] = table.overhead_ms
+        result["fitted_mape"] = mape([p + offset for p in predicted], measured)
     atomic_write_text(plot.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     return result

@@ -42,6 +42,11 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "Differences in mean mIoU" in report and "Kendall tau between a layer's loss" in report
     check = json.loads((out / "lut_check.json").read_text())
     assert f"MAPE {check['mape'] * 100:.1f}%" in report
+    # the run fits the table's constant offset to the whole networks it measured, and says so
+    from qnas.cost.latency import LatencyTable
+
+    assert LatencyTable.read(out / "lut.yaml").overhead_ms == pytest.approx(check["median_offset_ms"], abs=1e-4)
+    assert f"({check['median_offset_ms']:+.2f} ms per network; MAPE {check['fitted_mape'] * 100:.1f}% after" in report
     assert main(["run", "--config", TINY, "--out", str(out), "--quiet"]) == 2  # refuses without --resume
     capsys.readouterr()
 
