@@ -2,13 +2,15 @@
 
 For each latency backend (``ort-cpu``: onnxruntime QLinear graphs; ``ov-cpu``: OpenVINO Q/DQ
 graphs), build its latency table at the deployment resolution (resumable; an existing table is
-reused) and run a latency-budgeted search on one trained supernet with that table. Then measure
+reused), fit its constant offset to 30 whole networks (``qnas latency-check --fit-overhead``; without it a
+ratio budget such as 0.8x W8A8 is a tighter real budget on the table that over-predicts more; ``--no-fit``
+skips it), and run a latency-budgeted search on one trained supernet with that table. Then measure
 every winner and the uniform W8A8 reference on both runtimes, as whole INT8 networks of the same
 graph form the tables time, in interleaved rounds (medians). A runtime-specialized search should
 give the winner that is fastest on its own runtime, which the table shows or refutes.
 
 Usage: python benchmarks/runtime_specialization.py --supernet RUN/supernet --out DIR
-       [--budget 0.8x:uniform_w8a8] [--lut-ort RUN/lut.yaml] [--rounds 7] [--out-md FILE]
+       [--budget 0.8x:uniform_w8a8] [--lut-ort RUN/lut.yaml] [--no-fit] [--rounds 7] [--out-md FILE]
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from qnas.config import load_config
+from qnas.cost.latency import LatencyTable
 from qnas.export.latency import get_backend, measure_network
 from qnas.pipeline import Context
-from qnas.pipeline.latency import latency_table
+from qnas.pipeline.latency import latency_check, latency_table
 from qnas.pipeline.searching import search
 from qnas.space import read_policy
 
@@ -38,6 +41,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out-md", default=None)
+    parser.add_argument("--no-fit", action="store_true",
+                        help="search on the tables as built (default: fit each table's constant offset to 30 whole "
+                             "networks first, so that a ratio budget is the same real budget on both)")
     args = parser.parse_args()
     config = load_config(args.config)
     ctx = Context(replace(config, search=replace(config.search, bitops_budget=None)))  # the latency budget alone
@@ -46,10 +52,14 @@ def main() -> None:
     tables = {name: out / f"lut_{name}.yaml" for name in BACKENDS}
     if args.lut_ort:
         tables["ort-cpu"] = Path(args.lut_ort)
-    winners = {}
+    winners, fits = {}, []
     for name in BACKENDS:
         if name != "ort-cpu" or not args.lut_ort:  # resumable: a complete table is kept as it is
             latency_table(ctx, tables[name], backend=name)
+        if not args.no_fit and LatencyTable.read(tables[name]).overhead_ms == 0.0:
+            check = latency_check(ctx, tables[name], samples=30, fit_overhead=True)
+            fits.append(f"{name} {check['fitted_overhead_ms']:+.3f} ms (MAPE {100 * check['mape']:.1f}% before the "
+                        f"fit, {100 * check['fitted_mape']:.1f}% after; tau {check['kendall_tau']:.3f})")
         found = out / f"search_{name}"
         if not (found / "best.yaml").exists():
             search(ctx, args.supernet, found, latency_budget=args.budget, lut=tables[name],
@@ -69,10 +79,11 @@ def main() -> None:
     h, w = ctx.deploy_hw
     lines = ["# Runtime specialization (the thesis's Table 4-3 on runtimes)", "",
              f"Command: `python benchmarks/runtime_specialization.py --supernet {args.supernet} --out {args.out}"
-             f" --budget {args.budget}{' --lut-ort ' + args.lut_ort if args.lut_ort else ''}`; latency budget "
+             f" --budget {args.budget}{' --lut-ort ' + args.lut_ort if args.lut_ort else ''}"
+             f"{' --no-fit' if args.no_fit else ''}`; latency budget "
              f"{args.budget} on each runtime's own table; whole INT8 networks at {h}x{w}, 1 thread, "
              f"{args.rounds} interleaved rounds x {args.repeats} runs, medians (ms; in brackets: relative to W8A8 "
-             "on the same runtime).", "",
+             "on the same runtime)." + (f" Offsets fitted before the searches: {'; '.join(fits)}." if fits else ""), "",
              "| network | supernet search-val mIoU | " + " | ".join(f"{n} ms" for n in BACKENDS) + " |",
              "|---|---|" + "---|" * len(BACKENDS)]
     for label, policy in policies.items():
