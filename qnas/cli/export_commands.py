@@ -37,10 +37,10 @@ def _export(args: argparse.Namespace) -> int:
         print(f"note: {shown}: worst-case integer sums reach 2^24; exact on an integer engine, but an engine "
               "that convolves float32 codes (onnxruntime, the qonnx executor) may round them")
     if result.weights.uint8:
-        print(f"note: {result.weights.uint8} of {result.weights.total} convs hold 8-bit weights as uint8, exact on "
-              "x86 CPUs without VNNI but run by "
-              "onnxruntime's slower u8 x u8 kernel (the whole file about 2x slower on a CPU with VNNI); a network "
-              "fine-tuned with --target ort (weights at most 7 bits) has int8 weights throughout")
+        print(f"note: {result.weights.uint8} of {result.weights.total} convs hold 8-bit weights as uint8: exact on "
+              "x86 CPUs without VNNI, but onnxruntime runs them with its slower u8 x u8 kernel (the whole file about "
+              "2x slower on a CPU with VNNI); a network fine-tuned with --target ort (weights at most 7 bits) has "
+              "int8 weights throughout")
     return 0
 
 

@@ -90,7 +90,8 @@ def _check(args: argparse.Namespace) -> int:
           f"(MACs alone: {result['macs_kendall_tau']:.3f}); median measured - predicted "
           f"{result['median_offset_ms']:+.3f} ms; plot {result['plot']}")
     if args.fit_overhead:
-        print(f"table overhead set to {result['fitted_overhead_ms']:.3f} ms")
+        print(f"table overhead set to {result['fitted_overhead_ms']:.3f} ms (MAPE after the fit "
+              f"{result['fitted_mape'] * 100:.1f}%)")
     return 0
 
 

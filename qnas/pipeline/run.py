@@ -136,7 +136,7 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
         rows = list(csv.DictReader(f))
     check = json.loads((out / "lut_check.json").read_text())
     fitted = ("" if "fitted_overhead_ms" not in check else  # a run started before the fit was part of it
-              f"\nThe table's constant offset was then fitted to them ({check['median_offset_ms']:+.2f} ms per "
+              f"\nThe table's constant offset was then fitted to them ({check['fitted_overhead_ms']:+.2f} ms per "
               f"network; MAPE {check['fitted_mape'] * 100:.1f}% after the fit), so latency budgets and predicted "
               "milliseconds refer to whole networks.")
     measured_on = LatencyTable.read(out / "lut.yaml").fingerprint

@@ -1,10 +1,12 @@
-"""``--backend`` on the latency commands: a table per runtime, and a table never used for another runtime."""
+"""The latency commands: a table per runtime (``--backend``) never used for another, the noisy-table warning,
+``--fit-overhead``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qnas.cli.main import main
@@ -50,3 +52,20 @@ def test_a_noisy_table_warns_and_names_the_check_to_run(tmp_path: Path, capsys, 
     assert f"qnas latency-check --config {TINY} --lut {lut}`" in err
     assert main(["latency-table", "--config", TINY, "--target", "ort", "--out", str(lut)]) == 0
     assert f"qnas latency-check --config {TINY} --lut {lut} --target ort`" in capsys.readouterr().err
+
+
+def test_fit_overhead_moves_the_table_by_the_median_offset(tmp_path: Path, capsys) -> None:
+    lut = tmp_path / "lut.yaml"
+    assert main(["latency-table", "--config", TINY, "--out", str(lut), "--repeats", "2", "--warmup", "1"]) == 0
+    capsys.readouterr()
+    assert main(["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "6", "--repeats", "2",
+                 "--fit-overhead"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "lut_check.json").read_text())
+    table = LatencyTable.read(lut)
+    assert table.overhead_ms == result["fitted_overhead_ms"] == pytest.approx(result["median_offset_ms"], abs=1e-4)
+    assert f"table overhead set to {table.overhead_ms:.3f} ms (MAPE after the fit {result['fitted_mape'] * 100:.1f}%)" \
+        in printed
+    predicted = np.asarray(result["predicted_ms"]) + result["median_offset_ms"]
+    measured = np.asarray(result["measured_ms"])
+    assert result["fitted_mape"] == pytest.approx(float(np.mean(np.abs(predicted - measured) / measured)))

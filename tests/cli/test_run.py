@@ -45,8 +45,9 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     # the run fits the table's constant offset to the whole networks it measured, and says so
     from qnas.cost.latency import LatencyTable
 
-    assert LatencyTable.read(out / "lut.yaml").overhead_ms == pytest.approx(check["median_offset_ms"], abs=1e-4)
-    assert f"({check['median_offset_ms']:+.2f} ms per network; MAPE {check['fitted_mape'] * 100:.1f}% after" in report
+    overhead = LatencyTable.read(out / "lut.yaml").overhead_ms
+    assert overhead == check["fitted_overhead_ms"] == pytest.approx(check["median_offset_ms"], abs=1e-4)
+    assert f"({overhead:+.2f} ms per network; MAPE {check['fitted_mape'] * 100:.1f}% after" in report
     assert main(["run", "--config", TINY, "--out", str(out), "--quiet"]) == 2  # refuses without --resume
     capsys.readouterr()
 
