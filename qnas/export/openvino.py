@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from qnas.errors import QnasError
 from qnas.export.latency import Backend, Measurement, _cpu_model, register_backend, timed
 from qnas.export.network import network_graph
 from qnas.export.ort import FrozenLayers, check_exportable
@@ -41,7 +42,8 @@ from qnas.export.profiles import register_profile
 from qnas.export.qdq import MixedQdqGraph
 from qnas.supernet.network import SegNet
 
-__all__ = ["vnni", "OvCpu", "export_openvino_model", "compile_openvino", "openvino_runner", "run_openvino", "int8_coverage", "Coverage"]
+__all__ = ["vnni", "OvCpu", "export_openvino_model", "compile_openvino", "openvino_runner", "run_openvino",
+           "int8_coverage", "Coverage", "unrounded_residual_sums"]
 
 INT8_PRECISIONS = {"u8", "i8"}
 VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
@@ -115,6 +117,26 @@ def int8_coverage(model: onnx.ModelProto, threads: int = 1) -> Coverage:
     return Coverage(int8, other, kernels)
 
 
+def unrounded_residual_sums(model: onnx.ModelProto) -> list[str]:
+    """The residual ``Add`` outputs of ``model`` whose requantization OpenVINO's CPU plugin computes without one
+    rounding: it fuses the projection conv, its requantization (a FakeQuantize), the Add (a Sum post-op) and a
+    FakeQuantize after it into one conv, and its post-op composer then drops the first FakeQuantize's rounding
+    (``benchmarks/results/openvino_postops.md``). Making such a sum a graph output too stops the fusion."""
+    fused = set()
+    for op in compile_openvino(model).get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        names = info["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in info else []
+        adds = [i for i, name in enumerate(names) if name.startswith("Add")]
+        if info["layerType"].astype(str) == "Convolution" and adds and \
+                any(name.startswith("Quantize") for name in names[:adds[0]]) and \
+                any(name.startswith("Quantize") for name in names[adds[0] + 1:]):
+            fused.add(names[adds[0]])  # OpenVINO names fused nodes by their ONNX node names
+    sums = [n.output[0] for n in model.graph.node if n.name in fused]
+    if len(sums) != len(fused):
+        raise QnasError(f"OpenVINO's fused node names no longer name the file's Add nodes ({sorted(fused)})")
+    return sums
+
+
 @register_profile("openvino", suffix="_openvino_qdq.onnx", runtime="OpenVINO (CPU plugin)", runner=openvino_runner,
                   exact=False,
                   help="OpenVINO Q/DQ (per-channel int8 weights, per-tensor u8/i8 activations, every conv an int8 "
@@ -142,8 +164,6 @@ class OvCpu(Backend):
                 "threads": self.threads, "precision_hint": "f32"}
 
     def assert_integer(self, model: onnx.ModelProto, what: str) -> None:
-        from qnas.errors import QnasError
-
         coverage = int8_coverage(model, self.threads)
         if coverage.other:
             name, how = next(iter(coverage.other.items()))
