@@ -71,12 +71,15 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="scatter plot of predicted vs measured (default: beside the table, *_check.png)")
     parser.add_argument("--fit-overhead", action="store_true",
-                        help="store the median (measured - predicted) in the table as its graph overhead")
+                        help="add the median (measured - predicted) to the table's overhead, so that its predictions "
+                             "(and ratio budgets) refer to whole networks; refused when it would predict less than "
+                             "half of some measured network's latency")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--backend", choices=backend_names(), default=None,
                         help="the runtime to check: --lut must have been measured with it (default: the table's)")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object: mape (a fraction), kendall_tau, macs_kendall_tau, samples")
+                        help="print one JSON object: mape (a fraction), kendall_tau, macs_kendall_tau, samples, "
+                             "median_offset_ms; with --fit-overhead fitted_overhead_ms and fitted_mape, or fit_refused")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -89,7 +92,9 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{result['samples']} networks: MAPE {result['mape'] * 100:.1f}%, Kendall tau {result['kendall_tau']:.3f} "
           f"(MACs alone: {result['macs_kendall_tau']:.3f}); median measured - predicted "
           f"{result['median_offset_ms']:+.3f} ms; plot {result['plot']}")
-    if args.fit_overhead:
+    if "fit_refused" in result:
+        print(f"warning: not fitted: {result['fit_refused']}", file=sys.stderr)
+    elif args.fit_overhead:
         print(f"table overhead set to {result['fitted_overhead_ms']:.3f} ms (MAPE after the fit "
               f"{result['fitted_mape'] * 100:.1f}%)")
     return 0

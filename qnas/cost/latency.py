@@ -55,14 +55,19 @@ class LatencyTable:
     method: dict[str, Any] | None = None
     spread: dict[str, float] = field(default_factory=dict)  # per entry: (max - min) / median of its round medians
 
-    def predict(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
-        """Predicted latency (ms) of the genome's network: the sum of its units plus the overhead."""
-        total = self.overhead_ms
+    def block_sum(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
+        """The sum of the genome's units' entries (ms), without the overhead."""
+        total = 0.0
         for unit in network_blocks(spec, genome, *self.resolution):
             if unit.key not in self.entries:
                 raise LatencyTableError(f"the latency table has no entry for block {unit.key!r}: it was "
                                         "built for another space or resolution; rebuild it")
             total += self.entries[unit.key]
+        return total
+
+    def predict(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
+        """Predicted latency (ms) of the genome's network: the sum of its units plus the overhead."""
+        total = self.block_sum(spec, genome) + self.overhead_ms
         if not total > 0:
             raise LatencyTableError(f"the latency table predicts {total:.4g} ms for a network: its overhead "
                                     f"({self.overhead_ms} ms) outweighs its blocks; refit or rebuild it")

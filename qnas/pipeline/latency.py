@@ -61,11 +61,16 @@ def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "
                            resume=not restart, weight_bits=table_bits(ctx), progress=progress)
 
 
+FIT_FLOOR = 0.5  # a fitted overhead must keep every sampled network's prediction above this share of its measurement
+
+
 def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 30, seed: int = 0,
                   repeats: int | None = None, plot: str | os.PathLike[str] | None = None, fit_overhead: bool = False,
                   force: bool = False, backend: str | None = None, reporter: Reporter = SILENT) -> dict[str, Any]:
     """Measure ``samples`` whole networks (the largest, the smallest, random ones) against the table's
-    predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON."""
+    predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON.
+    ``fit_overhead``: add the median (measured - predicted) to the table's overhead and write it, unless a
+    sampled network would then be predicted at less than ``FIT_FLOOR`` of its measured latency (``fit_refused``)."""
     if plot is not None:
         output_file(plot, "--plot")
     table = load_table(lut, backend, force=force, ctx=ctx)
@@ -80,15 +85,16 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
     rng = np.random.default_rng(seed)
     space = ctx.space
     genomes = ([space.largest(), space.smallest()] + [space.sample(rng) for _ in range(max(0, samples - 2))])[:samples]
-    predicted, measured, macs = [], [], []
+    sums, measured, macs = [], [], []
     with reporter.steps("measuring whole networks") as progress:
         for i, genome in enumerate(genomes):
             progress("", i, len(genomes))
-            predicted.append(table.predict(ctx.spec, genome))
+            sums.append(table.block_sum(ctx.spec, genome))  # a table whose overhead went wrong can still be checked
             measured.append(measure_network(ctx.spec, genome, table.resolution, engine, warmup, repeats,
                                             weight_bits=table_weight_bits(table)))
             macs.append(genome_cost(ctx.spec, genome, *table.resolution).macs)
         progress("", len(genomes), len(genomes))
+    predicted = [total + table.overhead_ms for total in sums]
     offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))
     result = {
         "mape": mape(predicted, measured),
@@ -105,9 +111,15 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
                     mape=result["mape"], tau=result["kendall_tau"])
     result["plot"] = str(plot)
     if fit_overhead:
-        table.overhead_ms = round(table.overhead_ms + offset, 5)
-        table.write(lut)
-        result["fitted_overhead_ms"] = table.overhead_ms
-        result["fitted_mape"] = mape([p + offset for p in predicted], measured)
+        overhead = round(table.overhead_ms + offset, 5)  # the median of measured - block sums
+        lowest = min((total + overhead) / ms for total, ms in zip(sums, measured))
+        if lowest < FIT_FLOOR:  # one constant cannot describe this table: it would predict ~0 ms for small networks
+            result["fit_refused"] = (f"the fitted overhead ({overhead:+.3f} ms) would predict {100 * lowest:.0f}% of a "
+                                     f"measured network's latency; the table keeps {table.overhead_ms:+.3f} ms")
+        else:
+            table.overhead_ms = overhead
+            table.write(lut)
+            result["fitted_overhead_ms"] = table.overhead_ms
+            result["fitted_mape"] = mape([p + offset for p in predicted], measured)
     atomic_write_text(plot.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     return result

@@ -135,10 +135,15 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     check = json.loads((out / "lut_check.json").read_text())
-    fitted = ("" if "fitted_overhead_ms" not in check else  # a run started before the fit was part of it
-              f"\nThe table's constant offset was then fitted to them ({check['fitted_overhead_ms']:+.2f} ms per "
-              f"network; MAPE {check['fitted_mape'] * 100:.1f}% after the fit), so latency budgets and predicted "
-              "milliseconds refer to whole networks.")
+    overhead = LatencyTable.read(out / "lut.yaml").overhead_ms
+    if "fit_refused" in check:
+        fitted = f"\nIts constant offset was not fitted: {check['fit_refused']}."
+    elif check.get("fitted_overhead_ms") == overhead and "fitted_mape" in check:
+        fitted = (f"\nThe table's constant offset was then fitted to them ({overhead:+.2f} ms per network; MAPE "
+                  f"{check['fitted_mape'] * 100:.1f}% after the fit), so latency budgets and predicted milliseconds "
+                  "refer to whole networks.")
+    else:  # a run whose check predates the fit, or a check run by hand since
+        fitted = f"\nThe table's overhead is {overhead:+.2f} ms per network."
     measured_on = LatencyTable.read(out / "lut.yaml").fingerprint
     runtime = ", ".join(f"{k} {v}" for k, v in measured_on.items() if k != "backend")
     compare_text = (out / "compare" / "compare.md").read_text()

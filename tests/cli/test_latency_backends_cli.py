@@ -57,15 +57,41 @@ def test_a_noisy_table_warns_and_names_the_check_to_run(tmp_path: Path, capsys, 
 def test_fit_overhead_moves_the_table_by_the_median_offset(tmp_path: Path, capsys) -> None:
     lut = tmp_path / "lut.yaml"
     assert main(["latency-table", "--config", TINY, "--out", str(lut), "--repeats", "2", "--warmup", "1"]) == 0
+    check = ["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "6", "--repeats", "2",
+             "--fit-overhead"]
+    # a table whose overhead went wrong (every prediction negative) can still be checked and refitted
+    table = LatencyTable.read(lut)
+    table.overhead_ms = -1000.0
+    table.write(lut)
     capsys.readouterr()
-    assert main(["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "6", "--repeats", "2",
-                 "--fit-overhead"]) == 0
+    assert main(check) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "lut_check.json").read_text())
-    table = LatencyTable.read(lut)
-    assert table.overhead_ms == result["fitted_overhead_ms"] == pytest.approx(result["median_offset_ms"], abs=1e-4)
-    assert f"table overhead set to {table.overhead_ms:.3f} ms (MAPE after the fit {result['fitted_mape'] * 100:.1f}%)" \
-        in printed
+    first = LatencyTable.read(lut).overhead_ms
+    assert first == result["fitted_overhead_ms"] == pytest.approx(-1000.0 + result["median_offset_ms"], abs=1e-4)
+    assert -1000.0 < first < 1000.0
+    assert f"table overhead set to {first:.3f} ms (MAPE after the fit {result['fitted_mape'] * 100:.1f}%)" in printed
     predicted = np.asarray(result["predicted_ms"]) + result["median_offset_ms"]
     measured = np.asarray(result["measured_ms"])
     assert result["fitted_mape"] == pytest.approx(float(np.mean(np.abs(predicted - measured) / measured)))
+    # fitting again adds this check's median to the overhead
+    assert main(check) == 0
+    again = json.loads((tmp_path / "lut_check.json").read_text())
+    assert LatencyTable.read(lut).overhead_ms == pytest.approx(first + again["median_offset_ms"], abs=1e-4)
+
+
+def test_a_fit_that_would_predict_next_to_nothing_is_refused(tmp_path: Path, capsys) -> None:
+    """Blocks that each cost 20x what they add to a whole network: one constant would bring the small networks'
+    predictions near zero, so the table keeps its overhead and the command says why."""
+    lut = tmp_path / "lut.yaml"
+    assert main(["latency-table", "--config", TINY, "--out", str(lut), "--repeats", "2", "--warmup", "1"]) == 0
+    table = LatencyTable.read(lut)
+    table.entries = {key: 20 * ms for key, ms in table.entries.items()}
+    table.write(lut)
+    capsys.readouterr()
+    assert main(["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "6", "--repeats", "2",
+                 "--fit-overhead"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: not fitted: the fitted overhead" in err and "the table keeps +0.000 ms" in err
+    assert LatencyTable.read(lut).overhead_ms == 0.0
+    assert "fit_refused" in json.loads((tmp_path / "lut_check.json").read_text())
