@@ -16,6 +16,7 @@ Usage: python benchmarks/runtime_specialization.py --supernet RUN/supernet --out
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,8 @@ def main() -> None:
     parser.add_argument("--supernet", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget", default="0.8x:uniform_w8a8", help="latency budget for both searches")
-    parser.add_argument("--lut-ort", default=None, help="an existing ort-cpu table (default: built in --out)")
+    parser.add_argument("--lut-ort", default=None,
+                        help="an existing ort-cpu table, copied into --out (default: built there)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out-md", default=None)
@@ -50,17 +52,18 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tables = {name: out / f"lut_{name}.yaml" for name in BACKENDS}
-    if args.lut_ort:
-        tables["ort-cpu"] = Path(args.lut_ort)
+    if args.lut_ort and not tables["ort-cpu"].exists():  # a copy: fitting must not change another run's table
+        shutil.copyfile(args.lut_ort, tables["ort-cpu"])
     winners, fits = {}, []
     for name in BACKENDS:
         if name != "ort-cpu" or not args.lut_ort:  # resumable: a complete table is kept as it is
             latency_table(ctx, tables[name], backend=name)
-        if not args.no_fit and LatencyTable.read(tables[name]).overhead_ms == 0.0:
-            check = latency_check(ctx, tables[name], samples=30, fit_overhead=True)
-            fits.append(f"{name} {check['fitted_overhead_ms']:+.3f} ms (MAPE {100 * check['mape']:.1f}% before the "
-                        f"fit, {100 * check['fitted_mape']:.1f}% after; tau {check['kendall_tau']:.3f})")
         found = out / f"search_{name}"
+        if not args.no_fit and not found.exists():  # a search already started keeps the table it started with
+            check = latency_check(ctx, tables[name], samples=30, fit_overhead=True)
+            fits.append(f"{name}: MAPE {100 * check['mape']:.1f}% before the fit, "
+                        + (f"{100 * check['fitted_mape']:.1f}% after; tau {check['kendall_tau']:.3f}"
+                           if "fitted_mape" in check else f"not fitted ({check['fit_refused']})"))
         if not (found / "best.yaml").exists():
             search(ctx, args.supernet, found, latency_budget=args.budget, lut=tables[name],
                    resume=(found / "state.json").exists())
@@ -83,7 +86,9 @@ def main() -> None:
              f"{' --no-fit' if args.no_fit else ''}`; latency budget "
              f"{args.budget} on each runtime's own table; whole INT8 networks at {h}x{w}, 1 thread, "
              f"{args.rounds} interleaved rounds x {args.repeats} runs, medians (ms; in brackets: relative to W8A8 "
-             "on the same runtime)." + (f" Offsets fitted before the searches: {'; '.join(fits)}." if fits else ""), "",
+             "on the same runtime). Table overheads the searches used: "
+             + ", ".join(f"{n} {LatencyTable.read(tables[n]).overhead_ms:+.3f} ms" for n in BACKENDS) + "."
+             + (f" Fitted in this run: {'; '.join(fits)}." if fits else ""), "",
              "| network | supernet search-val mIoU | " + " | ".join(f"{n} ms" for n in BACKENDS) + " |",
              "|---|---|" + "---|" * len(BACKENDS)]
     for label, policy in policies.items():

@@ -252,7 +252,7 @@ class SearchConfig:
     p_mutate: float = 0.2
     seed: int = 0
     bitops_budget: str | None = None  # GBitOps at the deployment resolution, or FACTORx:POLICY
-    latency_budget: str | None = None  # ms from the latency table, or FACTORx:POLICY
+    latency_budget: str | None = None  # ms predicted by the latency table (with its overhead), or FACTORx:POLICY
     memory_budget: str | None = None  # KiB of weights at their bit widths (+ scale and bias), or FACTORx:POLICY
     max_tries: int = 2000  # per candidate, sampling under the budgets
     strategy: str = "evolution"  # a registered strategy: evolution, random (its control), nsga2 (a whole front)

