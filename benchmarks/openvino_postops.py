@@ -37,7 +37,7 @@ import onnxruntime as ort
 import torch
 
 from qnas.data import DigitScenes
-from qnas.export.openvino import compile_openvino, export_openvino_model, unrounded_residual_sums
+from qnas.export.openvino import compile_openvino, export_openvino_model, unrounded_residual_sums, with_outputs
 from qnas.space import SearchSpace, SpaceSpec
 from qnas.supernet import build_supernet
 from qnas.train import cut_subnet
@@ -65,15 +65,6 @@ def _run_openvino(model: onnx.ModelProto, x: np.ndarray) -> tuple[list[np.ndarra
         if model.graph.output[0].name in names.split(","):
             fused = f"{info['layerType'].astype(str)}: {names}"
     return [result[compiled.outputs[i]] for i in range(len(compiled.outputs))], fused
-
-
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of ``model`` with tensors ``names`` as extra graph outputs (OpenVINO then cannot fuse past them)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    for name in names:
-        copy.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    return copy
 
 
 def _unrounded_mismatch(model: onnx.ModelProto, add: onnx.NodeProto, chain: list[onnx.NodeProto], x: np.ndarray,
@@ -111,7 +102,7 @@ def trained(run: str, scenes: int) -> None:
     adds = unrounded_residual_sums(model)
     print(f"{run}: {len(adds)} residual sum(s) whose projection requantization OpenVINO applies unrounded: "
           f"{', '.join(adds) or 'none'}")
-    for label, m in (("as is", model), ("residual sums also outputs", _with_outputs(model, adds))):
+    for label, m in (("as is", model), ("residual sums also outputs", with_outputs(model, adds))):
         request = compile_openvino(m).create_infer_request()
         got = np.concatenate([request.infer({0: x[i:i + 1]})[0].copy() for i in range(scenes)]).argmax(1)
         print(f"| {label} | {np.mean(got == want):.5f} |")
@@ -139,7 +130,7 @@ def main() -> None:
     print(f"whole file ({args.genome}): OpenVINO and the file as written agree on "
           f"{np.mean(got.argmax(1) == want.argmax(1)):.3f} of the pixels, logits differ by up to {np.abs(got - want).max():.3g}")
     sums = unrounded_residual_sums(model)
-    got = _run_openvino(_with_outputs(model, sums), x)[0][0]
+    got = _run_openvino(with_outputs(model, sums), x)[0][0]
     print(f"with its {len(sums)} residual sum(s) that OpenVINO requantizes unrounded also graph outputs: agree on "
           f"{np.mean(got.argmax(1) == want.argmax(1)):.3f} of the pixels, logits differ by up to {np.abs(got - want).max():.3g}")
 

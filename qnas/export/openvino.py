@@ -43,7 +43,7 @@ from qnas.export.qdq import MixedQdqGraph
 from qnas.supernet.network import SegNet
 
 __all__ = ["vnni", "OvCpu", "export_openvino_model", "compile_openvino", "openvino_runner", "run_openvino",
-           "int8_coverage", "Coverage", "unrounded_residual_sums"]
+           "int8_coverage", "Coverage", "unrounded_residual_sums", "with_outputs"]
 
 INT8_PRECISIONS = {"u8", "i8"}
 VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
@@ -115,6 +115,15 @@ def int8_coverage(model: onnx.ModelProto, threads: int = 1) -> Coverage:
         else:
             other[node.name] = f"{layer} {precision} {exec_type}"
     return Coverage(int8, other, kernels)
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` with the float tensors ``names`` as extra graph outputs (OpenVINO then cannot fuse a
+    conv chain past them: ``unrounded_residual_sums``)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
+    return copy
 
 
 def unrounded_residual_sums(model: onnx.ModelProto) -> list[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import onnx
 from onnx import TensorProto
 
-from qnas.export.openvino import export_openvino_model, int8_coverage, run_openvino, unrounded_residual_sums, vnni
+from qnas.export.openvino import (export_openvino_model, int8_coverage, run_openvino, unrounded_residual_sums, vnni,
+                                  with_outputs)
 from qnas.export.qdq import MixedQdqGraph
 from qnas.train import cut_subnet
 from tests.export.conftest import check_codes, codes_at_every_conv, export_genomes
@@ -44,11 +44,9 @@ def test_openvino_file_computes_what_the_model_computes(trained, small_space) ->
     for genome in export_genomes(small_space)[:4]:
         subnet = cut_subnet(supernet, genome, images).eval()
         model = export_openvino_model(subnet, 48, 48)
-        unfused = onnx.ModelProto()
-        unfused.CopyFrom(model)
         sums = unrounded_residual_sums(model)
         unfused_sums += len(sums)
-        unfused.graph.output.extend(onnx.helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in sums)
+        unfused = with_outputs(model, sums)
         inits = {t.name for t in model.graph.initializer}
         uint8_grids += sum(t.data_type == TensorProto.UINT8 for t in model.graph.initializer if t.name in inits)
         code_tensors, out_tensors = conv_code_tensors(model, subnet)
