@@ -18,9 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from qnas.config import load_config
+from qnas.cost.agreement import mape
 from qnas.pipeline import Context
 from qnas.pipeline.latency import latency_check, latency_table
 
@@ -53,9 +52,8 @@ def main() -> None:
                     busy.wait()
             check = latency_check(ctx, path, samples=args.samples, plot=path.with_suffix(".png"))
             m = table.method
-            predicted, measured = np.asarray(check["predicted_ms"]), np.asarray(check["measured_ms"])
             offset = check["median_offset_ms"]  # what `qnas latency-check --fit-overhead` adds to the table
-            fitted = float(np.mean(np.abs(predicted + offset - measured) / measured))
+            fitted = mape([p + offset for p in check["predicted_ms"]], check["measured_ms"])
             row = (f"| {backend} | {condition} | {len(table.entries)} | {100 * m['median_spread']:.1f}% | "
                    f"{m['noisy_entries']} | {'yes' if m['too_noisy'] else 'no'} | {100 * check['mape']:.1f}% | "
                    f"{check['kendall_tau']:.3f} | {100 * fitted:.1f}% | {offset:+.2f} ms |")

@@ -135,7 +135,8 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
     with open(out / "compare" / "compare.csv") as f:
         rows = list(csv.DictReader(f))
     check = json.loads((out / "lut_check.json").read_text())
-    overhead = LatencyTable.read(out / "lut.yaml").overhead_ms
+    table = LatencyTable.read(out / "lut.yaml")
+    overhead = table.overhead_ms
     if "fit_refused" in check:
         fitted = f"\nIts constant offset was not fitted: {check['fit_refused']}."
     elif check.get("fitted_overhead_ms") == overhead and "fitted_mape" in check:
@@ -144,7 +145,7 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
                   "refer to whole networks.")
     else:  # a run whose check predates the fit, or a check run by hand since
         fitted = f"\nThe table's overhead is {overhead:+.2f} ms per network."
-    measured_on = LatencyTable.read(out / "lut.yaml").fingerprint
+    measured_on = table.fingerprint
     runtime = ", ".join(f"{k} {v}" for k, v in measured_on.items() if k != "backend")
     compare_text = (out / "compare" / "compare.md").read_text()
     differences = compare_text[compare_text.index("Differences"):].split("![")[0].strip() \
