@@ -31,16 +31,25 @@ type from each runtime's own profiler (onnxruntime's JSON trace, OpenVINO's perf
 
 Usage: python benchmarks/int8_speed.py --checkpoint RUN [--policy P] [--out FILE.md] [--profile]
 (RUN: a trained run, e.g. a ``qnas compare`` run folder, whose ``policy.yaml`` is the default policy).
-onnxruntime sessions run without spinning threads (``session.intra_op.allow_spinning=0``), so that
-one runtime's idle pool does not slow the other's timed run.
+By default onnxruntime sessions run without spinning threads (``session.intra_op.allow_spinning=0``), so
+that one runtime's idle pool does not slow the other's timed run. That is not onnxruntime's default:
+a session's workers spin between parallel sections, which a graph of many small nodes needs more than
+one of few. ``--spinning`` times onnxruntime as it runs by default in a program with one model: the
+timed sessions share one spinning pool (onnxruntime's global thread pool, in a fresh process for each
+thread count, since the pool is fixed before a process's first session), so no session's idle workers
+take another's cores; the OpenVINO variants, whose threads would compete with those spinning workers,
+are left out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import shlex
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -60,16 +69,20 @@ from qnas.stats import median_interval
 from qnas.train import cut_subnet
 
 
-def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = None, qdq_passes: bool = True):
+def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = None, qdq_passes: bool = True,
+                shared: bool = False):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    # no busy-waiting between runs: interleaved with OpenVINO's threads on few cores, a spinning pool steals
-    # the cores the next variant needs (2 threads on this 2-core machine ran 2x slower with spinning)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if shared:  # the process's one pool (share_spinning_pool), spinning as onnxruntime does by default
+        options.use_per_session_threads = False
+    else:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        # no busy-waiting between runs: interleaved with other sessions' pools on few cores, a spinning pool
+        # steals the cores the next variant needs (2 threads on this 2-core machine ran 2x slower)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not qdq_passes:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
     if profile_dir:
@@ -99,12 +112,30 @@ def ort_quantized(fp32: onnx.ModelProto, images: np.ndarray, fmt: str) -> onnx.M
         return onnx.load(dst)
 
 
-def runner(kind: str, model: onnx.ModelProto, threads: int, x: np.ndarray):
+def runner(kind: str, model: onnx.ModelProto, threads: int, x: np.ndarray, shared: bool = False):
     if kind in ("ort", "ort*"):
-        session = ort_session(model, threads, qdq_passes=kind == "ort")
+        session = ort_session(model, threads, qdq_passes=kind == "ort", shared=shared)
         return lambda: session.run(None, {"image": x})
     request = compile_openvino(model, threads).create_infer_request()
     return lambda: request.infer({0: x})
+
+
+def check_qdq_passes(runs: dict) -> None:
+    if {"ort t", "ort t*"} <= set(runs) and not np.array_equal(runs["ort t"]()[0], runs["ort t*"]()[0]):
+        raise SystemExit("onnxruntime's QDQ passes changed the ort file's output")
+
+
+def time_in_spinning_pool(models: dict[str, tuple[str, bytes]], threads: int, x: np.ndarray, rounds: int,
+                          per_round: int) -> dict[str, list[float]]:
+    """``time_interleaved`` of onnxruntime variants that share one spinning pool of ``threads`` threads.
+    Runs in a fresh process (``--spinning``): onnxruntime fixes its global pool before the first session."""
+    from onnxruntime.capi import _pybind_state
+
+    _pybind_state.set_global_thread_pool_sizes(threads, 1)
+    runs = {name: runner(kind, onnx.load_from_string(model), threads, x, shared=True)
+            for name, (kind, model) in models.items()}
+    check_qdq_passes(runs)
+    return time_interleaved(runs, rounds, per_round)
 
 
 def time_interleaved(runs: dict, rounds: int, per_round: int) -> dict[str, list[float]]:
@@ -163,8 +194,19 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=5)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--spinning", action="store_true",
+                        help="onnxruntime as by default: sessions share one spinning pool; no OpenVINO variants")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated variants to time (default all), e.g. 'ort t,ort t*,ort qdq': fewer "
+                             "variants per round put the paired ones closer in time")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    variants = ["ort", "ort t", "ort t*", "ort qdq", "ort qop", "ort fp32", "ov", "ov t", "ov fp32"]
+    only = [name.strip() for name in args.only.split(",")] if args.only else variants
+    if not {"ort t", "ort qdq"} <= set(only) or not set(only) <= set(variants):
+        parser.error(f"--only takes names from {', '.join(variants)}, including 'ort t' and 'ort qdq'; "
+                     f"got {args.only!r}")
     torch.set_num_threads(2)
     ctx = Context(load_config(args.config))
     supernet, _ = load_trained(ctx.config, args.checkpoint)
@@ -177,8 +219,9 @@ def main() -> None:
     dh, dw = ctx.config.deploy.height, ctx.config.deploy.width
     scenes = torch.stack([ctx.loader("val").dataset[i][0] for i in range(8)])
     lines = [f"# INT8 vs float, policy {policy.name}", "",
-             f"Command: `python benchmarks/int8_speed.py --checkpoint RUN{' --profile' if args.profile else ''}` "
-             f"({args.rounds} interleaved rounds x {args.per_round} runs, median of round medians, ms). "
+             f"Command: `python benchmarks/int8_speed.py {' '.join(shlex.quote(arg) for arg in sys.argv[1:])}` "
+             f"({args.rounds} interleaved rounds x {args.per_round} runs, median of round medians, ms; onnxruntime "
+             f"{'in one shared spinning pool, as by default' if args.spinning else 'without spinning threads'}). "
              f"CPU: {get_backend('ort-cpu', 1).fingerprint()['cpu']}, {os.cpu_count()} cores.", "",
              "| resolution | threads | ort (ours) | ort t (ours, --target ort) | ort t* (no QDQ passes) | "
              "ort qdq (quantize_static) | ort qop (quantize_static) | ort fp32 | ov (ours) | "
@@ -204,25 +247,39 @@ def main() -> None:
                   "ov": ("ov", export_model(subnet, "openvino", h, w)),
                   "ov t": ("ov", export_model(for_target["openvino"], "openvino", h, w)),
                   "ov fp32": ("ov", fp32)}
+        names = list(models)  # the table's columns, also where --spinning leaves some out
+        if args.spinning:
+            models = {name: entry for name, entry in models.items() if entry[0] != "ov"}
+        if args.only:
+            models = {name: entry for name, entry in models.items() if name in only}
         x = images[:1].copy()
-        for threads in (int(t) for t in args.threads.split(",")):
-            runs = {name: runner(kind, model, threads, x) for name, (kind, model) in models.items()}
-            if not np.array_equal(runs["ort t"]()[0], runs["ort t*"]()[0]):
-                raise SystemExit("onnxruntime's QDQ passes changed the ort file's output")
-            rounds = time_interleaved(runs, args.rounds, args.per_round)
+        for threads in thread_counts:
+            if args.spinning:
+                with multiprocessing.get_context("spawn").Pool(1) as pool:
+                    serialized = {name: (kind, model.SerializeToString()) for name, (kind, model) in models.items()}
+                    rounds = pool.apply(time_in_spinning_pool, (serialized, threads, x, args.rounds, args.per_round))
+            else:
+                runs = {name: runner(kind, model, threads, x) for name, (kind, model) in models.items()}
+                check_qdq_passes(runs)
+                rounds = time_interleaved(runs, args.rounds, args.per_round)
             t = {name: statistics.median(values) for name, values in rounds.items()}
             pairs = [(a, f"ort {b}") for a in ("ort t", "ort t*") for b in ("qdq", "qop")] + [("ort t*", "ort t")]
-            ratios = {f"{a} / {b}": median_interval([x_ms / y_ms for x_ms, y_ms in zip(rounds[a], rounds[b])])
-                      for a, b in pairs}
+            ratios = {f"{a} / {b}": (median_interval([x_ms / y_ms for x_ms, y_ms in zip(rounds[a], rounds[b])])
+                                     if a in rounds and b in rounds else None) for a, b in pairs}
             main_ratio = ratios["ort t / ort qdq"]
             verdict = ("ours faster beyond noise" if main_ratio.high < 1.0 else
                        "ours slower beyond noise" if main_ratio.low > 1.0 else "no difference detected")
-            paired.append(f"| {h}x{w} | {threads} | " + " | ".join(r.show() for r in ratios.values()) + f" | {verdict} |")
+            shown = " | ".join(r.show() if r else "-" for r in ratios.values())
+            paired.append(f"| {h}x{w} | {threads} | {shown} | {verdict} |")
             print(paired[-1], flush=True)
-            row = (f"| {h}x{w} | {threads} | " + " | ".join(f"{t[name]:.2f}" for name in models) +
-                   f" | {t['ort fp32'] / t['ort']:.2f}x | {t['ort fp32'] / t['ort t']:.2f}x | "
-                   f"{t['ort fp32'] / t['ort qdq']:.2f}x | {t['ort qdq'] / t['ort t']:.2f}x | "
-                   f"{t['ov fp32'] / t['ov']:.2f}x | {t['ov fp32'] / t['ov t']:.2f}x |")
+
+            def speedup(a: str, b: str) -> str:
+                return f"{t[a] / t[b]:.2f}x" if a in t and b in t else "-"
+
+            row = (f"| {h}x{w} | {threads} | " + " | ".join(f"{t[name]:.2f}" if name in t else "-" for name in names)
+                   + " | " + " | ".join(speedup(a, b) for a, b in (("ort fp32", "ort"), ("ort fp32", "ort t"),
+                                                                  ("ort fp32", "ort qdq"), ("ort qdq", "ort t"),
+                                                                  ("ov fp32", "ov"), ("ov fp32", "ov t"))) + " |")
             lines.append(row)
             print(row, flush=True)
         if args.profile and (h, w) == (dh, dw):
