@@ -64,11 +64,24 @@ def latency_table(ctx: Context, out: str | os.PathLike[str], *, backend: str = "
 FIT_FLOOR = 0.5  # a fitted overhead must keep every sampled network's prediction above this share of its measurement
 
 
+def default_check_plot(lut: str | os.PathLike[str]) -> Path:
+    """Where a check of ``lut`` goes unless told: ``<stem>_check.png`` beside the table, or ``<stem>_check-2.png``
+    (-3, ...) where an earlier check is, so that checking a run's table by hand keeps the run's own check."""
+    lut = Path(lut)
+    n = 1
+    while True:
+        plot = lut.with_name(f"{lut.stem}_check{'' if n == 1 else f'-{n}'}.png")
+        if not plot.exists() and not plot.with_suffix(".json").exists():
+            return plot
+        n += 1
+
+
 def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 30, seed: int = 0,
                   repeats: int | None = None, plot: str | os.PathLike[str] | None = None, fit_overhead: bool = False,
                   force: bool = False, backend: str | None = None, reporter: Reporter = SILENT) -> dict[str, Any]:
     """Measure ``samples`` whole networks (the largest, the smallest, random ones) against the table's
-    predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot; written beside the plot as JSON.
+    predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot (``plot``, default ``default_check_plot``);
+    written beside the plot as JSON.
     ``fit_overhead``: add the median (measured - predicted) to the table's overhead and write it, unless a
     sampled network would then be predicted at less than ``FIT_FLOOR`` of its measured latency (``fit_refused``)."""
     if plot is not None:
@@ -106,7 +119,7 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
         "predicted_ms": predicted,
         "measured_ms": measured,
     }
-    plot = Path(plot) if plot else Path(lut).with_name(Path(lut).stem + "_check.png")
+    plot = Path(plot) if plot else default_check_plot(lut)
     latency_scatter(predicted, measured, plot, title=f"{len(genomes)} networks, {table.fingerprint.get('cpu')}",
                     mape=result["mape"], tau=result["kendall_tau"])
     result["plot"] = str(plot)

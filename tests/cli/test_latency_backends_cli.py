@@ -74,9 +74,12 @@ def test_fit_overhead_moves_the_table_by_the_median_offset(tmp_path: Path, capsy
     predicted = np.asarray(result["predicted_ms"]) + result["median_offset_ms"]
     measured = np.asarray(result["measured_ms"])
     assert result["fitted_mape"] == pytest.approx(float(np.mean(np.abs(predicted - measured) / measured)))
-    # fitting again adds this check's median to the overhead
+    # fitting again adds this check's median to the overhead; the second check keeps the first one's files
+    kept = (tmp_path / "lut_check.json").read_bytes(), (tmp_path / "lut_check.png").read_bytes()
     assert main(check) == 0
-    again = json.loads((tmp_path / "lut_check.json").read_text())
+    again = json.loads((tmp_path / "lut_check-2.json").read_text())
+    assert again["plot"] == str(tmp_path / "lut_check-2.png") and (tmp_path / "lut_check-2.png").stat().st_size > 0
+    assert ((tmp_path / "lut_check.json").read_bytes(), (tmp_path / "lut_check.png").read_bytes()) == kept
     assert LatencyTable.read(lut).overhead_ms == pytest.approx(first + again["median_offset_ms"], abs=1e-4)
 
 
