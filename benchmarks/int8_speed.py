@@ -27,16 +27,18 @@ verdict: "faster" or "slower beyond noise" when the interval excludes 1, else "n
 round before, so no variant always runs right after the same other one.
 
 ``--profile`` adds, per variant at the deployment resolution and 1 thread, the time per operator
-type from each runtime's own profiler (onnxruntime's JSON trace, OpenVINO's performance counters).
+type from each runtime's own profiler (onnxruntime's JSON trace, OpenVINO's performance counters); the
+profiled onnxruntime sessions have their own pools without spinning, also with ``--spinning``.
 
-Usage: python benchmarks/int8_speed.py --checkpoint RUN [--policy P] [--out FILE.md] [--profile]
+Usage: python benchmarks/int8_speed.py --checkpoint RUN [--policy P] [--out FILE.md] [--profile] [--spinning]
+[--only 'ort t,ort qdq'] [--rounds N] [--per-round N] [--threads 1,2]
 (RUN: a trained run, e.g. a ``qnas compare`` run folder, whose ``policy.yaml`` is the default policy).
 By default onnxruntime sessions run without spinning threads (``session.intra_op.allow_spinning=0``), so
 that one runtime's idle pool does not slow the other's timed run. That is not onnxruntime's default:
 a session's workers spin between parallel sections, which a graph of many small nodes needs more than
 one of few. ``--spinning`` times onnxruntime as it runs by default in a program with one model: the
 timed sessions share one spinning pool (onnxruntime's global thread pool, in a fresh process for each
-thread count, since the pool is fixed before a process's first session), so no session's idle workers
+resolution and thread count, since the pool is fixed before a process's first session), so no session's idle workers
 take another's cores; the OpenVINO variants, whose threads would compete with those spinning workers,
 are left out.
 """
@@ -76,7 +78,7 @@ def ort_session(model: onnx.ModelProto, threads: int, profile_dir: str | None = 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    if shared:  # the process's one pool (share_spinning_pool), spinning as onnxruntime does by default
+    if shared:  # the process's one pool (time_in_spinning_pool), spinning as onnxruntime does by default
         options.use_per_session_threads = False
     else:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -201,12 +203,16 @@ def main() -> None:
                              "variants per round put the paired ones closer in time")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    thread_counts = [int(t) for t in args.threads.split(",")]
+    thread_counts = [int(t) for t in args.threads.split(",") if t.strip().isdigit() and int(t) > 0]
+    if len(thread_counts) != len(args.threads.split(",")):
+        parser.error(f"--threads takes positive integers separated by commas, got {args.threads!r}")
     variants = ["ort", "ort t", "ort t*", "ort qdq", "ort qop", "ort fp32", "ov", "ov t", "ov fp32"]
-    only = [name.strip() for name in args.only.split(",")] if args.only else variants
+    only = variants if args.only is None else [name.strip() for name in args.only.split(",")]
     if not {"ort t", "ort qdq"} <= set(only) or not set(only) <= set(variants):
         parser.error(f"--only takes names from {', '.join(variants)}, including 'ort t' and 'ort qdq'; "
                      f"got {args.only!r}")
+    if args.spinning and any(name.startswith("ov") for name in only) and args.only is not None:
+        parser.error("--spinning leaves the OpenVINO variants out; drop them from --only")
     torch.set_num_threads(2)
     ctx = Context(load_config(args.config))
     supernet, _ = load_trained(ctx.config, args.checkpoint)
@@ -237,21 +243,20 @@ def main() -> None:
     for h, w in ((dh, dw), (2 * dh, 2 * dw)):
         fp32 = export_model(subnet, "onnx-fp32", h, w)
         images = torch.nn.functional.interpolate(scenes, size=(h, w), mode="bilinear").numpy()
-        ort_t = export_model(for_target["ort"], "ort", h, w)
-        models = {"ort": ("ort", export_model(subnet, "ort", h, w)),
-                  "ort t": ("ort", ort_t),
-                  "ort t*": ("ort*", ort_t),
-                  "ort qdq": ("ort", ort_quantized(fp32, images, "qdq")),
-                  "ort qop": ("ort", ort_quantized(fp32, images, "qop")),
-                  "ort fp32": ("ort", fp32),
-                  "ov": ("ov", export_model(subnet, "openvino", h, w)),
-                  "ov t": ("ov", export_model(for_target["openvino"], "openvino", h, w)),
-                  "ov fp32": ("ov", fp32)}
-        names = list(models)  # the table's columns, also where --spinning leaves some out
-        if args.spinning:
-            models = {name: entry for name, entry in models.items() if entry[0] != "ov"}
-        if args.only:
-            models = {name: entry for name, entry in models.items() if name in only}
+        builders = {"ort": ("ort", lambda: export_model(subnet, "ort", h, w)),
+                    "ort t": ("ort", lambda: export_model(for_target["ort"], "ort", h, w)),
+                    "ort t*": ("ort*", None),  # the ort t file, another session
+                    "ort qdq": ("ort", lambda: ort_quantized(fp32, images, "qdq")),
+                    "ort qop": ("ort", lambda: ort_quantized(fp32, images, "qop")),
+                    "ort fp32": ("ort", lambda: fp32),
+                    "ov": ("ov", lambda: export_model(subnet, "openvino", h, w)),
+                    "ov t": ("ov", lambda: export_model(for_target["openvino"], "openvino", h, w)),
+                    "ov fp32": ("ov", lambda: fp32)}
+        names = list(builders)  # the table's columns, also where --spinning or --only leave some out
+        models = {name: (kind, build() if build else None) for name, (kind, build) in builders.items()
+                  if name in only and not (args.spinning and kind == "ov")}
+        if "ort t*" in models:
+            models["ort t*"] = ("ort*", models["ort t"][1])
         x = images[:1].copy()
         for threads in thread_counts:
             if args.spinning:

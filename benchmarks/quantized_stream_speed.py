@@ -29,6 +29,7 @@ import os
 import shlex
 import statistics
 import sys
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -64,19 +65,27 @@ def quantized_stream(model: onnx.ModelProto) -> onnx.ModelProto:
         only = readers.get(name, [])
         return only[0].output[0] if len(only) == 1 and only[0].op_type == "Clip" else name
 
+    def feeds_conv(quantizer) -> bool:
+        """Whether a ``QuantizeLinear``'s codes (after an optional ``Clip``) go into a ``QLinearConv``."""
+        return any(r.op_type == "QLinearConv" for r in readers.get(codes_after_clip(quantizer.output[0]), []))
+
     def first_quantizer(name: str):
         """The ``QuantizeLinear`` reading ``name`` whose codes go on to a conv (else any)."""
-        quantizers = [r for r in readers.get(name, []) if r.op_type == "QuantizeLinear"]
-        quantizers.sort(key=lambda q: not any(r.op_type in ("QLinearConv", "Clip")
-                                              for r in readers.get(q.output[0], [])))
-        return quantizers[0] if quantizers else None
+        quantizers = sorted((r for r in readers.get(name, []) if r.op_type == "QuantizeLinear"),
+                            key=lambda q: not feeds_conv(q))
+        if not quantizers:
+            raise ValueError(f"nothing quantizes {name!r}: not an ort file's residual stream")
+        return quantizers[0]
 
     stream_codes: dict[str, str] = {}
     removed, added = set(), []
-    for add in nodes:
-        projection = made_by(add.input[0], "DequantizeLinear") if add.op_type == "Add" else None
-        if projection is None or made_by(projection.input[0], "Clip") is None:
-            continue  # not a residual sum (the logits' bias)
+    sums = [add for add in nodes if add.op_type == "Add" and made_by(add.input[0], "DequantizeLinear")]
+    if not sums:
+        raise ValueError("the file has no residual sum to rewrite")
+    for add in sums:
+        projection = made_by(add.input[0], "DequantizeLinear")
+        if made_by(projection.input[0], "Clip") is None:
+            raise ValueError(f"{add.name}: a residual sum whose projection has no narrow signed grid (Clip)")
         stream, into = first_quantizer(add.input[1]), first_quantizer(add.output[0])
         stream_in = stream_codes.get(add.input[1]) or codes_after_clip(stream.output[0])
         added.append(helper.make_node(
@@ -113,6 +122,10 @@ def quantized_stream(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def node_counts(model: onnx.ModelProto) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in Counter(node.op_type for node in model.graph.node).most_common())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/digits.yaml")
@@ -122,6 +135,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    thread_counts = [int(t) for t in args.threads.split(",") if t.strip().isdigit() and int(t) > 0]
+    if len(thread_counts) != len(args.threads.split(",")):
+        parser.error(f"--threads takes positive integers separated by commas, got {args.threads!r}")
     torch.set_num_threads(2)
     ctx = Context(load_config(args.config))
     policy = read_policy(args.policy or os.path.join(args.checkpoint, "policy.yaml"), ctx.space)
@@ -139,6 +155,7 @@ def main() -> None:
              "prototype / ort t | argmax agreement, prototype vs ort t (8 scenes) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     print(lines[2], flush=True)
+    counts = []
     for h, w in ((dh, dw), (2 * dh, 2 * dw)):
         images = torch.nn.functional.interpolate(scenes, size=(h, w), mode="bilinear").numpy()
         ours = export_model(for_ort, "ort", h, w)
@@ -147,9 +164,11 @@ def main() -> None:
         sessions = {name: ort_session(model, 1) for name, (_, model) in models.items()}
         logits = {name: np.concatenate([s.run(None, {"image": images[i:i + 1]})[0] for i in range(len(images))])
                   for name, s in sessions.items()}
+        counts.append(f"- {h}x{w}: ort t " + node_counts(models["ort t"][1]) + "; prototype " +
+                      node_counts(models["prototype"][1]))
         agreement = float((logits["prototype"].argmax(1) == logits["ort t"].argmax(1)).mean())
         x = images[:1].copy()
-        for threads in (int(t) for t in args.threads.split(",")):
+        for threads in thread_counts:
             for pool in ("own pools, no spinning", "one spinning pool"):
                 if pool == "one spinning pool":
                     serialized = {name: (kind, model.SerializeToString()) for name, (kind, model) in models.items()}
@@ -167,6 +186,9 @@ def main() -> None:
                              f" | {ratio('ort t', 'qdq')} | {ratio('prototype', 'qdq')} | "
                              f"{ratio('prototype', 'ort t')} | {agreement:.4f} |")
                 print(lines[-1], flush=True)
+    lines += ["", "Nodes as written (onnxruntime's optimizations then copy each multi-reader DequantizeLinear):", ""]
+    lines += counts
+    print("\n".join(counts))
     text = "\n".join(lines) + "\n"
     if args.out:
         with open(args.out, "w") as handle:

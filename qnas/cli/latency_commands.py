@@ -70,7 +70,7 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed runs per network (default: the table's)")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="scatter plot of predicted vs measured, its JSON beside it (default: beside the table, "
-                             "LUT_check.png, or LUT_check-2.png etc. where an earlier check is)")
+                             "the table's name with _check.png for its suffix, or _check-2.png etc. where an earlier check is)")
     parser.add_argument("--fit-overhead", action="store_true",
                         help="add the median (measured - predicted) to the table's overhead, so that its predictions "
                              "(and ratio budgets) refer to whole networks; refused when it would predict less than "

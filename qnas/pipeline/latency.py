@@ -22,7 +22,7 @@ from qnas.pipeline.progress import SILENT, Reporter
 from qnas.quant.targets import get_target
 from qnas.space.policy import atomic_write_text
 
-__all__ = ["load_table", "latency_table", "latency_check", "table_bits"]
+__all__ = ["load_table", "latency_table", "latency_check", "default_check_plot", "table_bits"]
 
 
 def table_bits(ctx: Context) -> int:
