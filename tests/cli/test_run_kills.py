@@ -29,6 +29,10 @@ def comparable(report: str) -> str:
     report = report.split("## Stages run")[0]
     report = re.sub(r"run folder `[^`]*`", "run folder", report)
     report = re.sub(r"MAPE [0-9.]+%,\s*Kendall tau [-0-9.]+ \(MACs alone: [-0-9.]+\)", "MAPE", report)
+    # the fitted offset of the table (measured), or why it was not fitted
+    report = re.sub(r"\([-+0-9.]+ ms per network; MAPE\s+[0-9.]+% after the fit\)", "(fitted)", report)
+    report = re.sub(r"overhead is [-+0-9.]+ ms per network", "overhead is", report)
+    report = re.sub(r"not fitted: [^\n]*", "not fitted", report)
     rows = []
     for line in report.splitlines():
         cells = line.split(" | ")
