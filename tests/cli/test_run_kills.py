@@ -29,10 +29,9 @@ def comparable(report: str) -> str:
     report = report.split("## Stages run")[0]
     report = re.sub(r"run folder `[^`]*`", "run folder", report)
     report = re.sub(r"MAPE [0-9.]+%,\s*Kendall tau [-0-9.]+ \(MACs alone: [-0-9.]+\)", "MAPE", report)
-    # the fitted offset of the table (measured), or why it was not fitted
-    report = re.sub(r"\([-+0-9.]+ ms per network; MAPE\s+[0-9.]+% after the fit\)", "(fitted)", report)
-    report = re.sub(r"overhead is [-+0-9.]+ ms per network", "overhead is", report)
-    report = re.sub(r"not fitted: [^\n]*", "not fitted", report)
+    # the table's offset: fitted to measurements, or not fitted (a fit is refused on what was measured)
+    report = re.sub(r"The table's constant offset was then fitted to them [^\n]*|Its constant offset was not fitted[^\n]*"
+                    r"|The table's overhead is [^\n]*", "(the table's offset)", report)
     rows = []
     for line in report.splitlines():
         cells = line.split(" | ")
