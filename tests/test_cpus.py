@@ -34,16 +34,23 @@ def _policy_of_the_cli(env: dict[str, str]) -> str:
 def test_the_cli_waits_passively_beside_a_busy_process_and_decides_before_torch_loads() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    seen = []
     try:
         time.sleep(0.3)
-        busy = busy_cpus(0.5)
-        policy, torch_loaded = _policy_of_the_cli(env).split()
+        # the spinner holds (nearly) one CPU whatever else runs, unless the host pauses the virtual CPU it runs on:
+        # on the 2-core VM a probe once read 0.02 busy CPUs beside it; a paused CPU is not a busy one, so look again
+        for _ in range(3):
+            busy = busy_cpus(0.5)
+            policy, torch_loaded = _policy_of_the_cli(env).split()
+            assert torch_loaded == "False"
+            seen.append((busy, policy))
+            if busy is None or (busy >= BUSY_THRESHOLD and policy == "PASSIVE"):
+                break
     finally:
         spinner.kill()
         spinner.wait()
-    assert torch_loaded == "False"
-    if busy is not None:  # the spinner holds (nearly) one CPU whatever else runs
-        assert busy >= BUSY_THRESHOLD and policy == "PASSIVE"
+    busy, policy = seen[-1]
+    assert busy is None or (busy >= BUSY_THRESHOLD and policy == "PASSIVE"), seen
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     assert _policy_of_the_cli(env) == "ACTIVE False"
 
