@@ -3,10 +3,11 @@
 For each backend (``ort-cpu``, ``ov-cpu``): build the table on an idle machine, then again while one
 other process keeps a core busy (a Python busy loop, started before and stopped after the build);
 check each table against whole networks measured on the idle machine (``qnas latency-check``:
-MAPE and Kendall tau over the same sampled networks; and the MAPE once the median offset between
-measured and predicted is added, as ``qnas latency-check --fit-overhead`` does). Reports the builder's own noise figures
-(median spread between interleaved rounds, entries still noisy after re-measuring, the too-noisy
-flag) beside them.
+MAPE and Kendall tau over the same sampled networks; the MAPE once the median offset between
+measured and predicted is added; and the fits ``qnas latency-check --fit-overhead`` chooses between, a constant
+per network or a constant plus a term per unit, with each one's leave-one-out MAPE, the one chosen, and the
+chosen fit's MAPE and Kendall tau). Reports the builder's own noise figures (median spread between interleaved
+rounds, entries still noisy after re-measuring, the too-noisy flag) beside them.
 
 Usage: python benchmarks/latency_trust.py --out DIR [--samples 30] [--out-md FILE]
 """
@@ -19,9 +20,10 @@ import sys
 from pathlib import Path
 
 from qnas.config import load_config
-from qnas.cost.agreement import mape
+from qnas.cost.agreement import kendall_tau, mape
+from qnas.cost.latency import choose_fit, fit_overheads
 from qnas.pipeline import Context
-from qnas.pipeline.latency import latency_check, latency_table
+from qnas.pipeline.latency import FIT_FLOOR, latency_check, latency_table
 
 BUSY = "while True: pass"
 
@@ -38,8 +40,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["| backend | built | blocks | median spread | noisy blocks | too noisy | MAPE | Kendall tau | "
-             "MAPE, median offset fitted | offset |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "MAPE, median offset fitted | offset | leave-one-out MAPE, constant / per unit | chosen fit | "
+             "MAPE, chosen fit | Kendall tau, chosen fit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for backend in args.backends.split(","):
         for condition in ("idle", "one busy process"):
             path = out / f"lut_{backend}_{'idle' if condition == 'idle' else 'busy'}.yaml"
@@ -54,9 +57,21 @@ def main() -> None:
             m = table.method
             offset = check["median_offset_ms"]  # what `qnas latency-check --fit-overhead` adds to the table
             fitted = mape([p + offset for p in check["predicted_ms"]], check["measured_ms"])
+            fits = fit_overheads(check["block_sums_ms"], check["units"], check["measured_ms"])
+            chosen = choose_fit(fits, FIT_FLOOR)
+            loo = " / ".join(f"{100 * fits[name].loo_mape:.1f}%" if name in fits else "-"
+                             for name in ("constant", "per unit"))
+            if chosen is None:
+                shown = "refused | - | -"
+            else:
+                predicted = [total + n * chosen.unit_overhead_ms + chosen.overhead_ms
+                             for total, n in zip(check["block_sums_ms"], check["units"])]
+                shown = (f"{chosen.model} ({chosen.overhead_ms:+.2f} ms, {chosen.unit_overhead_ms:+.3f} ms per unit) | "
+                         f"{100 * mape(predicted, check['measured_ms']):.1f}% | "
+                         f"{kendall_tau(predicted, check['measured_ms']):.3f}")
             row = (f"| {backend} | {condition} | {len(table.entries)} | {100 * m['median_spread']:.1f}% | "
                    f"{m['noisy_entries']} | {'yes' if m['too_noisy'] else 'no'} | {100 * check['mape']:.1f}% | "
-                   f"{check['kendall_tau']:.3f} | {100 * fitted:.1f}% | {offset:+.2f} ms |")
+                   f"{check['kendall_tau']:.3f} | {100 * fitted:.1f}% | {offset:+.2f} ms | {loo} | {shown} |")
             lines.append(row)
             print(row, flush=True)
     h, w = ctx.deploy_hw

@@ -62,7 +62,8 @@ def main() -> None:
         if not args.no_fit and not found.exists():  # a search already started keeps the table it started with
             check = latency_check(ctx, tables[name], samples=30, fit_overhead=True)
             fits.append(f"{name}: MAPE {100 * check['mape']:.1f}% before the fit, "
-                        + (f"{100 * check['fitted_mape']:.1f}% after; tau {check['kendall_tau']:.3f}"
+                        + (f"{100 * check['fitted_mape']:.1f}% after ({check['fit_model']} fit); "
+                           f"tau {check['kendall_tau']:.3f} before"
                            if "fitted_mape" in check else f"not fitted ({check['fit_refused']})"))
         if not (found / "best.yaml").exists():
             search(ctx, args.supernet, found, latency_budget=args.budget, lut=tables[name],
@@ -87,7 +88,8 @@ def main() -> None:
              f"{args.budget} on each runtime's own table; whole INT8 networks at {h}x{w}, 1 thread, "
              f"{args.rounds} interleaved rounds x {args.repeats} runs, medians (ms; in brackets: relative to W8A8 "
              "on the same runtime). Table overheads the searches used: "
-             + ", ".join(f"{n} {LatencyTable.read(tables[n]).overhead_ms:+.3f} ms" for n in BACKENDS) + "."
+             + ", ".join(f"{n} {t.overhead_ms:+.3f} ms and {t.unit_overhead_ms:+.3f} ms per unit"
+                         for n, t in ((n, LatencyTable.read(tables[n])) for n in BACKENDS)) + "."
              + (f" Fitted in this run: {'; '.join(fits)}." if fits else ""), "",
              "| network | supernet search-val mIoU | " + " | ".join(f"{n} ms" for n in BACKENDS) + " |",
              "|---|---|" + "---|" * len(BACKENDS)]

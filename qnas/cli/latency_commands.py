@@ -72,15 +72,17 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scatter plot of predicted vs measured, its JSON beside it (default: beside the table, "
                              "the table's name with _check.png for its suffix, or _check-2.png etc. where an earlier check is)")
     parser.add_argument("--fit-overhead", action="store_true",
-                        help="add the median (measured - predicted) to the table's overhead, so that its predictions "
-                             "(and ratio budgets) refer to whole networks; refused when it would predict less than "
-                             "half of some measured network's latency")
+                        help="fit the table's overheads to the measured networks, so that its predictions (and ratio "
+                             "budgets) refer to whole networks: a constant per network, or a constant plus a term per "
+                             "unit where that predicts left-out networks better; refused when it would predict less "
+                             "than half of some measured network's latency")
     parser.add_argument("--force-lut", action="store_true", help="use a table measured on another device")
     parser.add_argument("--backend", choices=backend_names(), default=None,
                         help="the runtime to check: --lut must have been measured with it (default: the table's)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object: mape (a fraction), kendall_tau, macs_kendall_tau, samples, "
-                             "median_offset_ms; with --fit-overhead fitted_overhead_ms and fitted_mape, or fit_refused")
+                             "median_offset_ms; with --fit-overhead fit_model, fitted_overhead_ms, "
+                             "fitted_unit_overhead_ms and fitted_mape, or fit_refused")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -96,8 +98,11 @@ def _check(args: argparse.Namespace) -> int:
     if "fit_refused" in result:
         print(f"warning: not fitted: {result['fit_refused']}", file=sys.stderr)
     elif args.fit_overhead:
-        print(f"table overhead set to {result['fitted_overhead_ms']:.3f} ms (MAPE after the fit "
-              f"{result['fitted_mape'] * 100:.1f}%)")
+        per_unit = (f" and {result['fitted_unit_overhead_ms']:+.3f} ms per unit" if result["fit_model"] == "per unit"
+                    else "")
+        tried = ", ".join(f"{name} {loo * 100:.1f}%" for name, loo in result["fit_loo_mape"].items() if loo is not None)
+        print(f"table overhead set to {result['fitted_overhead_ms']:.3f} ms{per_unit} (MAPE after the fit "
+              f"{result['fitted_mape'] * 100:.1f}%; leave-one-out MAPE by model: {tried or 'too few networks'})")
     return 0
 
 

@@ -10,7 +10,7 @@ genes (``qnas.space.networks.unit_choices``), so under independent genes the exp
     E[cost] = constant + sum over terms of  P(unit exists) * sum_v p(v) table[v] * E[wbits] * E[abits]
 
 with ``v`` the combinations of the unit's shape genes and ``table[v]`` the part's cost at that shape
-(BitOps: MACs, times the bit widths' expectations; memory: per-channel parameters times E[wbits] plus
+(latency: the unit's entry plus the table's unit overhead, the constant its overhead; BitOps: MACs, times the bit widths' expectations; memory: per-channel parameters times E[wbits] plus
 the fixed scale and bias bits). With one-hot probabilities it is the genome's cost itself (tested
 against ``genome_cost``, ``weight_memory_bytes`` and ``LatencyTable.predict``).
 
@@ -143,7 +143,8 @@ def expected_cost(spec: SpaceSpec, kind: str, height: int, width: int,
             choices[unit.depth.label] = unit.depth.choices
             presence = (unit.depth.label, np.asarray([float(v in unit.present) for v in unit.depth.choices]))
         if kind == "latency":
-            cost = np.asarray([table.entries[plan.unit(unit.unit.label).key] for _, plan in unit.variants])
+            cost = np.asarray([table.entries[plan.unit(unit.unit.label).key] + table.unit_overhead_ms
+                               for _, plan in unit.variants])
             terms.append(CostTerm(labels, cost.reshape(shape), presence))
             continue
         unit_convs = [op.label for op in unit.variants[0][1].convs() if op.unit == unit.unit.label]

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from qnas.cost.agreement import mape
 from qnas.errors import QnasError
 from qnas.space.networks import network_plan, space_units
 from qnas.space.plan import Unit
 from qnas.space.policy import atomic_write_text
 from qnas.space.spec import SpaceSpec
 
-__all__ = ["network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT"]
+__all__ = ["network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT", "OverheadFit",
+           "fit_overheads", "choose_fit", "PER_UNIT_MIN_SAMPLES", "PER_UNIT_GAIN"]
 
 TABLE_FORMAT = "qnas-latency-table/1"
 
@@ -54,23 +57,33 @@ class LatencyTable:
     overhead_ms: float = 0.0  # fitted graph overhead, added once per network
     method: dict[str, Any] | None = None
     spread: dict[str, float] = field(default_factory=dict)  # per entry: (max - min) / median of its round medians
+    # fitted, added once per unit of a network: what timing a unit alone adds to it (a runtime's per-inference
+    # cost, each unit's own input and output conversions), which a whole network pays once, not per unit
+    unit_overhead_ms: float = 0.0
 
-    def block_sum(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
-        """The sum of the genome's units' entries (ms), without the overhead."""
-        total = 0.0
+    def blocks(self, spec: SpaceSpec, genome: Mapping[str, int]) -> list[float]:
+        """The entries (ms) of the genome's units, as measured (without either overhead)."""
+        entries = []
         for unit in network_blocks(spec, genome, *self.resolution):
             if unit.key not in self.entries:
                 raise LatencyTableError(f"the latency table has no entry for block {unit.key!r}: it was "
                                         "built for another space or resolution; rebuild it")
-            total += self.entries[unit.key]
-        return total
+            entries.append(self.entries[unit.key])
+        return entries
+
+    def block_sum(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
+        """The sum of the genome's units' entries (ms), without the overheads."""
+        return sum(self.blocks(spec, genome))
 
     def predict(self, spec: SpaceSpec, genome: Mapping[str, int]) -> float:
-        """Predicted latency (ms) of the genome's network: the sum of its units plus the overhead."""
-        total = self.block_sum(spec, genome) + self.overhead_ms
+        """Predicted latency (ms) of the genome's network: the sum of its units' entries, each plus the unit
+        overhead, plus the overhead."""
+        entries = self.blocks(spec, genome)
+        total = sum(entries) + len(entries) * self.unit_overhead_ms + self.overhead_ms
         if not total > 0:
-            raise LatencyTableError(f"the latency table predicts {total:.4g} ms for a network: its overhead "
-                                    f"({self.overhead_ms} ms) outweighs its blocks; refit or rebuild it")
+            raise LatencyTableError(f"the latency table predicts {total:.4g} ms for a network: its overheads "
+                                    f"({self.overhead_ms} ms, {self.unit_overhead_ms} ms per unit) outweigh its "
+                                    "blocks; refit or rebuild it")
         return total
 
     def missing(self, spec: SpaceSpec) -> list[Unit]:
@@ -87,7 +100,7 @@ class LatencyTable:
     def to_yaml(self) -> str:
         doc = {"qnas_latency_table": TABLE_FORMAT, "fingerprint": self.fingerprint,
                "resolution": list(self.resolution), "overhead_ms": self.overhead_ms,
-               "method": self.method or {}, "entries": dict(self.entries)}
+               "unit_overhead_ms": self.unit_overhead_ms, "method": self.method or {}, "entries": dict(self.entries)}
         if self.spread:
             doc["spread"] = dict(self.spread)
         return yaml.safe_dump(doc, sort_keys=False)
@@ -114,7 +127,8 @@ class LatencyTable:
             entries = {str(k): float(v) for k, v in (doc.get("entries") or {}).items()}
             spread = {str(k): float(v) for k, v in (doc.get("spread") or {}).items()}
             table = cls(dict(doc["fingerprint"]), tuple(int(v) for v in doc["resolution"]), entries,
-                        float(doc.get("overhead_ms", 0.0)), doc.get("method") or {}, spread)
+                        float(doc.get("overhead_ms", 0.0)), doc.get("method") or {}, spread,
+                        float(doc.get("unit_overhead_ms", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise LatencyTableError(f"{path}: malformed latency table ({exc})") from None
         if len(table.resolution) != 2 or min(table.resolution) < 1 or not table.entries:
@@ -124,9 +138,79 @@ class LatencyTable:
         if bad:
             raise LatencyTableError(f"{path}: entry {bad[0]!r} is {table.entries[bad[0]]!r}; every entry must be a "
                                     "positive number of milliseconds")
-        if not math.isfinite(table.overhead_ms):
-            raise LatencyTableError(f"{path}: overhead_ms is {table.overhead_ms!r}; it must be a finite number")
+        for name in ("overhead_ms", "unit_overhead_ms"):
+            if not math.isfinite(getattr(table, name)):
+                raise LatencyTableError(f"{path}: {name} is {getattr(table, name)!r}; it must be a finite number")
         return table
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
+
+
+PER_UNIT_MIN_SAMPLES = 6  # fewer whole networks than this: only the constant is fitted
+PER_UNIT_GAIN = 0.05  # the per-unit model must predict left-out networks this much better (relative MAPE)
+
+
+@dataclass(frozen=True)
+class OverheadFit:
+    """A table's overheads fitted to whole networks by one ``model``: ``overhead_ms`` once per network and
+    ``unit_overhead_ms`` once per unit (0 for the constant model); ``loo_mape`` its leave-one-out MAPE (None
+    where it cannot be computed); ``lowest`` the smallest predicted / measured ratio of the sampled networks."""
+
+    model: str
+    overhead_ms: float
+    unit_overhead_ms: float
+    loo_mape: float | None
+    lowest: float
+
+
+def _constant(sums: np.ndarray, units: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    return float(np.median(measured - sums)), 0.0
+
+
+def _per_unit(sums: np.ndarray, units: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """Theil-Sen: the median of the slopes between networks of different sizes, then the median intercept
+    (as robust to a slow run as the constant's median)."""
+    residual = measured - sums
+    i, j = np.triu_indices(len(units), k=1)
+    apart = units[i] != units[j]
+    slope = float(np.median((residual[j] - residual[i])[apart] / (units[j] - units[i])[apart]))
+    return float(np.median(residual - slope * units)), slope
+
+
+def fit_overheads(sums: Sequence[float], units: Sequence[int], measured: Sequence[float]) -> dict[str, OverheadFit]:
+    """Fit a table's overheads to networks whose entries sum to ``sums`` over ``units`` units each and which
+    measured ``measured`` ms whole, by two models: a constant per network (the median of measured - sums),
+    and a constant plus a term per unit (Theil-Sen), which describes a runtime whose units, each timed
+    alone, pay a cost the whole network pays once. The per-unit model is fitted only to
+    ``PER_UNIT_MIN_SAMPLES`` networks or more, of at least two sizes (``choose_fit`` picks one)."""
+    s, n, m = (np.asarray(v, dtype=np.float64) for v in (sums, units, measured))
+    models = {"constant": _constant}
+    if len(m) >= PER_UNIT_MIN_SAMPLES and len(np.unique(n)) >= 2:
+        models["per unit"] = _per_unit
+    fits = {}
+    for name, fit in models.items():
+        loo: list[float] | None = []
+        for i in range(len(m)):
+            rest = np.arange(len(m)) != i
+            if len(m) < 3 or (name == "per unit" and len(np.unique(n[rest])) < 2):
+                loo = None
+                break
+            a, b = fit(s[rest], n[rest], m[rest])
+            loo.append(s[i] + a + b * n[i])
+        a, b = fit(s, n, m)
+        fits[name] = OverheadFit(name, a, b, None if loo is None else mape(loo, m), float(np.min((s + a + b * n) / m)))
+    return fits
+
+
+def choose_fit(fits: Mapping[str, OverheadFit], floor: float) -> OverheadFit | None:
+    """Among the fits that predict every sampled network at ``floor`` of its measurement or more, the constant
+    unless the per-unit model's leave-one-out MAPE is lower by ``PER_UNIT_GAIN`` of it or more (a second parameter
+    must earn its place); None if neither is allowed."""
+    allowed = {name: fit for name, fit in fits.items() if fit.lowest >= floor}
+    constant, per_unit = allowed.get("constant"), allowed.get("per unit")
+    if per_unit is None or per_unit.loo_mape is None:
+        return constant
+    if constant is None or constant.loo_mape is None or per_unit.loo_mape <= (1 - PER_UNIT_GAIN) * constant.loo_mape:
+        return per_unit
+    return constant

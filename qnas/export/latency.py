@@ -223,7 +223,7 @@ def build_table(spec: SpaceSpec, resolution: tuple[int, int], backend: Backend, 
                                     "use another --out")
         table.entries.update(old.entries)
         table.spread.update({k: v for k, v in old.spread.items() if k in old.entries})
-        table.overhead_ms = old.overhead_ms
+        table.overhead_ms, table.unit_overhead_ms = old.overhead_ms, old.unit_overhead_ms
     todo = [(unit, plan) for unit, plan in space_units(spec, *resolution) if unit.key not in table.entries]
     per_round = max(1, -(-repeats // rounds))
     done = 0

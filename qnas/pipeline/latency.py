@@ -11,7 +11,7 @@ import numpy as np
 
 from qnas.cost.agreement import kendall_tau, mape
 from qnas.cost.bitops import genome_cost
-from qnas.cost.latency import LatencyTable
+from qnas.cost.latency import LatencyTable, choose_fit, fit_overheads
 from qnas.errors import QnasError
 from qnas.export.latency import build_table, get_backend, measure_network, table_weight_bits
 from qnas.pipeline.context import Context
@@ -82,8 +82,10 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
     """Measure ``samples`` whole networks (the largest, the smallest, random ones) against the table's
     predictions: MAPE, Kendall tau, MACs' Kendall tau, a scatter plot (``plot``, default ``default_check_plot``);
     written beside the plot as JSON.
-    ``fit_overhead``: add the median (measured - predicted) to the table's overhead and write it, unless a
-    sampled network would then be predicted at less than ``FIT_FLOOR`` of its measured latency (``fit_refused``)."""
+    ``fit_overhead``: fit the table's overheads to the measured networks and write them: a constant per network,
+    or a constant plus a term per unit where that predicts left-out networks better (``qnas.cost.latency.
+    fit_overheads``, ``choose_fit``); refused (``fit_refused``) where every fit would predict some sampled network
+    at less than ``FIT_FLOOR`` of its measured latency."""
     if plot is not None:
         output_file(plot, "--plot")
     table = load_table(lut, backend, force=force, ctx=ctx)
@@ -98,16 +100,18 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
     rng = np.random.default_rng(seed)
     space = ctx.space
     genomes = ([space.largest(), space.smallest()] + [space.sample(rng) for _ in range(max(0, samples - 2))])[:samples]
-    sums, measured, macs = [], [], []
+    sums, units, measured, macs = [], [], [], []
     with reporter.steps("measuring whole networks") as progress:
         for i, genome in enumerate(genomes):
             progress("", i, len(genomes))
-            sums.append(table.block_sum(ctx.spec, genome))  # a table whose overhead went wrong can still be checked
+            entries = table.blocks(ctx.spec, genome)  # a table whose overheads went wrong can still be checked
+            sums.append(sum(entries))
+            units.append(len(entries))
             measured.append(measure_network(ctx.spec, genome, table.resolution, engine, warmup, repeats,
                                             weight_bits=table_weight_bits(table)))
             macs.append(genome_cost(ctx.spec, genome, *table.resolution).macs)
         progress("", len(genomes), len(genomes))
-    predicted = [total + table.overhead_ms for total in sums]
+    predicted = [total + n * table.unit_overhead_ms + table.overhead_ms for total, n in zip(sums, units)]
     offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))
     result = {
         "mape": mape(predicted, measured),
@@ -116,23 +120,33 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
         "samples": len(genomes),
         "median_offset_ms": offset,
         "overhead_ms": table.overhead_ms,
+        "unit_overhead_ms": table.unit_overhead_ms,
         "predicted_ms": predicted,
         "measured_ms": measured,
+        "block_sums_ms": sums,
+        "units": units,
     }
     plot = Path(plot) if plot else default_check_plot(lut)
     latency_scatter(predicted, measured, plot, title=f"{len(genomes)} networks, {table.fingerprint.get('cpu')}",
                     mape=result["mape"], tau=result["kendall_tau"])
     result["plot"] = str(plot)
     if fit_overhead:
-        overhead = round(table.overhead_ms + offset, 5)  # the median of measured - block sums
-        lowest = min((total + overhead) / ms for total, ms in zip(sums, measured))
-        if lowest < FIT_FLOOR:  # one constant cannot describe this table: it would predict ~0 ms for small networks
-            result["fit_refused"] = (f"the fitted overhead ({overhead:+.3f} ms) would predict {100 * lowest:.0f}% of a "
-                                     f"measured network's latency; the table keeps {table.overhead_ms:+.3f} ms")
+        fits = fit_overheads(sums, units, measured)  # from the raw entries: a second fit replaces the first
+        result["fit_loo_mape"] = {name: fit.loo_mape for name, fit in fits.items()}
+        chosen = choose_fit(fits, FIT_FLOOR)
+        if chosen is None:  # it would predict ~0 ms for small networks
+            constant = fits["constant"]
+            result["fit_refused"] = (f"the fitted overhead ({constant.overhead_ms:+.3f} ms) would predict "
+                                     f"{100 * constant.lowest:.0f}% of a measured network's latency; the table keeps "
+                                     f"{table.overhead_ms:+.3f} ms" + (f" and {table.unit_overhead_ms:+.3f} ms per unit"
+                                                                       if table.unit_overhead_ms else ""))
         else:
-            table.overhead_ms = overhead
+            table.overhead_ms, table.unit_overhead_ms = round(chosen.overhead_ms, 5), round(chosen.unit_overhead_ms, 5)
             table.write(lut)
+            result["fit_model"] = chosen.model
             result["fitted_overhead_ms"] = table.overhead_ms
-            result["fitted_mape"] = mape([p + offset for p in predicted], measured)
+            result["fitted_unit_overhead_ms"] = table.unit_overhead_ms
+            result["fitted_mape"] = mape([total + n * table.unit_overhead_ms + table.overhead_ms
+                                          for total, n in zip(sums, units)], measured)
     atomic_write_text(plot.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     return result

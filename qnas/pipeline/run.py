@@ -136,15 +136,17 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
         rows = list(csv.DictReader(f))
     check = json.loads((out / "lut_check.json").read_text())
     table = LatencyTable.read(out / "lut.yaml")
-    overhead = table.overhead_ms
+    overhead, per_unit = table.overhead_ms, table.unit_overhead_ms
+    per_unit_text = f" and {per_unit:+.3f} ms per unit" if per_unit else ""
     if "fit_refused" in check:
         fitted = f"\nIts constant offset was not fitted: {check['fit_refused']}."
-    elif check.get("fitted_overhead_ms") == overhead and "fitted_mape" in check:
-        fitted = (f"\nThe table's constant offset was then fitted to them ({overhead:+.2f} ms per network; MAPE "
-                  f"{check['fitted_mape'] * 100:.1f}% after the fit), so latency budgets and predicted milliseconds "
-                  "refer to whole networks.")
+    elif (check.get("fitted_overhead_ms") == overhead and check.get("fitted_unit_overhead_ms", 0.0) == per_unit
+          and "fitted_mape" in check):
+        fitted = (f"\nThe table's {'offsets were' if per_unit else 'constant offset was'} then fitted to them "
+                  f"({overhead:+.2f} ms per network{per_unit_text}; MAPE {check['fitted_mape'] * 100:.1f}% after the "
+                  "fit), so latency budgets and predicted milliseconds refer to whole networks.")
     else:  # a run whose check predates the fit, or a check run by hand since
-        fitted = f"\nThe table's overhead is {overhead:+.2f} ms per network."
+        fitted = f"\nThe table's overhead is {overhead:+.2f} ms per network{per_unit_text}."
     measured_on = table.fingerprint
     runtime = ", ".join(f"{k} {v}" for k, v in measured_on.items() if k != "backend")
     compare_text = (out / "compare" / "compare.md").read_text()

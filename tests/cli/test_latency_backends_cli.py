@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from qnas.cli.main import main
-from qnas.cost.latency import LatencyTable
+from qnas.cost.latency import LatencyTable, choose_fit, fit_overheads
+from qnas.pipeline.latency import FIT_FLOOR
 
 TINY = str(Path(__file__).parent / "tiny.yaml")
 
@@ -54,33 +55,43 @@ def test_a_noisy_table_warns_and_names_the_check_to_run(tmp_path: Path, capsys, 
     assert f"qnas latency-check --config {TINY} --lut {lut} --target ort`" in capsys.readouterr().err
 
 
-def test_fit_overhead_moves_the_table_by_the_median_offset(tmp_path: Path, capsys) -> None:
+def test_fit_overhead_writes_the_chosen_fit_of_the_raw_entries(tmp_path: Path, capsys) -> None:
     lut = tmp_path / "lut.yaml"
     assert main(["latency-table", "--config", TINY, "--out", str(lut), "--repeats", "2", "--warmup", "1"]) == 0
     check = ["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "6", "--repeats", "2",
              "--fit-overhead"]
-    # a table whose overhead went wrong (every prediction negative) can still be checked and refitted
+    # a table whose overheads went wrong (every prediction negative) can still be checked and refitted
     table = LatencyTable.read(lut)
-    table.overhead_ms = -1000.0
+    table.overhead_ms, table.unit_overhead_ms = -1000.0, -5.0
     table.write(lut)
     capsys.readouterr()
     assert main(check) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "lut_check.json").read_text())
-    first = LatencyTable.read(lut).overhead_ms
-    assert first == result["fitted_overhead_ms"] == pytest.approx(-1000.0 + result["median_offset_ms"], abs=1e-4)
-    assert -1000.0 < first < 1000.0
-    assert f"table overhead set to {first:.3f} ms (MAPE after the fit {result['fitted_mape'] * 100:.1f}%)" in printed
-    predicted = np.asarray(result["predicted_ms"]) + result["median_offset_ms"]
-    measured = np.asarray(result["measured_ms"])
-    assert result["fitted_mape"] == pytest.approx(float(np.mean(np.abs(predicted - measured) / measured)))
-    # fitting again adds this check's median to the overhead; the second check keeps the first one's files
+    sums, units, measured = (np.asarray(result[k]) for k in ("block_sums_ms", "units", "measured_ms"))
+    assert result["predicted_ms"] == pytest.approx(list(sums + units * -5.0 - 1000.0))
+    chosen = choose_fit(fit_overheads(sums, units, measured), FIT_FLOOR)
+    fitted = LatencyTable.read(lut)
+    assert result["fit_model"] == chosen.model
+    assert fitted.overhead_ms == result["fitted_overhead_ms"] == pytest.approx(chosen.overhead_ms, abs=1e-4)
+    assert fitted.unit_overhead_ms == result["fitted_unit_overhead_ms"] == pytest.approx(chosen.unit_overhead_ms,
+                                                                                          abs=1e-4)
+    assert -1000.0 < fitted.overhead_ms < 1000.0
+    assert f"table overhead set to {fitted.overhead_ms:.3f} ms" in printed
+    assert f"(MAPE after the fit {result['fitted_mape'] * 100:.1f}%; leave-one-out MAPE by model: constant" in printed
+    predicted = sums + units * fitted.unit_overhead_ms + fitted.overhead_ms
+    assert result["fitted_mape"] == pytest.approx(float(np.mean(np.abs(predicted - measured) / measured)), abs=1e-6)
+    # a second fit replaces the first (it fits the raw entries again); it keeps the first check's files
     kept = (tmp_path / "lut_check.json").read_bytes(), (tmp_path / "lut_check.png").read_bytes()
     assert main(check) == 0
     again = json.loads((tmp_path / "lut_check-2.json").read_text())
     assert again["plot"] == str(tmp_path / "lut_check-2.png") and (tmp_path / "lut_check-2.png").stat().st_size > 0
     assert ((tmp_path / "lut_check.json").read_bytes(), (tmp_path / "lut_check.png").read_bytes()) == kept
-    assert LatencyTable.read(lut).overhead_ms == pytest.approx(first + again["median_offset_ms"], abs=1e-4)
+    assert again["predicted_ms"] == pytest.approx(list(np.asarray(again["block_sums_ms"])
+                                                       + np.asarray(again["units"]) * fitted.unit_overhead_ms
+                                                       + fitted.overhead_ms))
+    refit = choose_fit(fit_overheads(again["block_sums_ms"], again["units"], again["measured_ms"]), FIT_FLOOR)
+    assert LatencyTable.read(lut).overhead_ms == pytest.approx(refit.overhead_ms, abs=1e-4)
 
 
 def test_a_fit_that_would_predict_next_to_nothing_is_refused(tmp_path: Path, capsys) -> None:

@@ -42,12 +42,17 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "Differences in mean mIoU" in report and "Kendall tau between a layer's loss" in report
     check = json.loads((out / "lut_check.json").read_text())
     assert f"MAPE {check['mape'] * 100:.1f}%" in report
-    # the run fits the table's constant offset to the whole networks it measured, and says so
-    from qnas.cost.latency import LatencyTable
+    # the run fits the table's offsets to the whole networks it measured, and says so
+    from qnas.cost.latency import LatencyTable, choose_fit, fit_overheads
+    from qnas.pipeline.latency import FIT_FLOOR
 
-    overhead = LatencyTable.read(out / "lut.yaml").overhead_ms
-    assert overhead == check["fitted_overhead_ms"] == pytest.approx(check["median_offset_ms"], abs=1e-4)
-    assert f"({overhead:+.2f} ms per network; MAPE {check['fitted_mape'] * 100:.1f}% after" in report
+    table = LatencyTable.read(out / "lut.yaml")
+    chosen = choose_fit(fit_overheads(check["block_sums_ms"], check["units"], check["measured_ms"]), FIT_FLOOR)
+    assert check["fit_model"] == chosen.model
+    assert table.overhead_ms == check["fitted_overhead_ms"] == pytest.approx(chosen.overhead_ms, abs=1e-4)
+    assert table.unit_overhead_ms == check["fitted_unit_overhead_ms"] == pytest.approx(chosen.unit_overhead_ms, abs=1e-4)
+    per_unit = f" and {table.unit_overhead_ms:+.3f} ms per unit" if table.unit_overhead_ms else ""
+    assert f"({table.overhead_ms:+.2f} ms per network{per_unit}; MAPE {check['fitted_mape'] * 100:.1f}% after" in report
     assert main(["run", "--config", TINY, "--out", str(out), "--quiet"]) == 2  # refuses without --resume
     capsys.readouterr()
 

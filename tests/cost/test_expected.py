@@ -19,7 +19,7 @@ HW = (48, 64)
 
 def _table(space: SearchSpace, rng: np.random.Generator) -> LatencyTable:
     entries = {u.key: float(rng.uniform(0.1, 2.0)) for u in space_blocks(space.spec, *HW)}
-    return LatencyTable({"backend": "test"}, HW, entries, overhead_ms=0.25)
+    return LatencyTable({"backend": "test"}, HW, entries, overhead_ms=0.25, unit_overhead_ms=-0.05)
 
 
 def _exact(space: SearchSpace, kind: str, genome, table: LatencyTable) -> float:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qnas.cost.latency import LatencyTable, LatencyTableError, network_blocks, space_blocks
+from qnas.cost.latency import (LatencyTable, LatencyTableError, choose_fit, fit_overheads, network_blocks,
+                               space_blocks)
 from qnas.space import SearchSpace
 
 
@@ -34,10 +36,59 @@ def test_bits_do_not_change_blocks(small_space: SearchSpace) -> None:
 
 def test_prediction_is_the_sum_of_entries(small_space: SearchSpace, rng: np.random.Generator) -> None:
     table = _table(small_space)
-    for _ in range(10):
-        g = small_space.sample(rng)
-        expected = 0.5 + sum(table.entries[b.key] for b in network_blocks(small_space.spec, g, 64, 128))
-        assert table.predict(small_space.spec, g) == pytest.approx(expected)
+    for unit_overhead in (0.0, -0.02):
+        table.unit_overhead_ms = unit_overhead
+        for _ in range(10):
+            g = small_space.sample(rng)
+            units = network_blocks(small_space.spec, g, 64, 128)
+            expected = 0.5 + sum(table.entries[b.key] + unit_overhead for b in units)
+            assert table.predict(small_space.spec, g) == pytest.approx(expected)
+            assert table.block_sum(small_space.spec, g) == pytest.approx(sum(table.entries[b.key] for b in units))
+
+
+def test_the_fit_finds_a_per_unit_cost_and_predicts_left_out_networks_better(rng: np.random.Generator) -> None:
+    """Units timed alone that each pay 0.15 ms a whole network pays once: the per-unit model recovers it."""
+    units = rng.integers(9, 16, size=30)
+    sums = units * rng.uniform(0.2, 0.4, size=30)
+    measured = (sums - 0.15 * units + 0.4) * rng.normal(1.0, 0.01, size=30)
+    fits = fit_overheads(sums, units, measured)
+    chosen = choose_fit(fits, 0.5)
+    assert chosen is fits["per unit"] and chosen.model == "per unit"
+    assert chosen.unit_overhead_ms == pytest.approx(-0.15, abs=0.03) and chosen.overhead_ms == pytest.approx(0.4, abs=0.3)
+    assert fits["per unit"].loo_mape < fits["constant"].loo_mape
+    assert fits["constant"].unit_overhead_ms == 0.0
+    assert fits["constant"].overhead_ms == pytest.approx(float(np.median(measured - sums)))
+
+
+def test_without_a_per_unit_cost_the_constant_is_mostly_kept() -> None:
+    """A pure constant offset: the per-unit model fits noise; it must beat the constant's leave-one-out MAPE by
+    PER_UNIT_GAIN to be chosen, which chance gives it in about one draw in ten (21 of 200 seeds when written)."""
+    chosen = []
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        units = rng.integers(9, 16, size=30)
+        sums = units * rng.uniform(0.2, 0.4, size=30)
+        measured = sums + 0.3 + rng.normal(0.0, 0.05, size=30)
+        fits = fit_overheads(sums, units, measured)
+        chosen.append(choose_fit(fits, 0.5).model)
+        assert abs(fits["per unit"].unit_overhead_ms) < 0.03
+    assert chosen.count("constant") >= 40
+
+
+def test_few_networks_or_one_size_fit_only_the_constant_and_a_floor_refuses() -> None:
+    assert set(fit_overheads([1.0, 2.0, 3.0, 4.0, 5.0], [9, 10, 11, 12, 13], [1, 2, 3, 4, 5])) == {"constant"}
+    assert set(fit_overheads([1.0] * 8, [10] * 8, [0.9] * 8)) == {"constant"}  # one size: no slope to fit
+    assert set(fit_overheads([1.0] * 8, [10, 11] * 4, [0.9] * 8)) == {"constant", "per unit"}
+    two = fit_overheads([1.0, 2.0], [9, 10], [1.5, 2.5])
+    assert two["constant"].loo_mape is None and choose_fit(two, 0.5) is two["constant"]
+    # 20x inflated entries, sizes unrelated to the unit count: no fit keeps the smallest network's prediction
+    sums = np.asarray([100.0, 2.0, 80.0, 20.0, 60.0, 40.0])
+    fits = fit_overheads(sums, [9, 10, 11, 12, 13, 14], sums / 20)
+    assert set(fits) == {"constant", "per unit"}
+    assert all(fit.lowest < 0.5 for fit in fits.values()) and choose_fit(fits, 0.5) is None
+    # where the constant is refused but the per-unit model is not, the per-unit model is used
+    allowed = {"constant": replace(fits["constant"], loo_mape=0.01), "per unit": replace(fits["per unit"], lowest=0.9)}
+    assert choose_fit(allowed, 0.5) is allowed["per unit"]
 
 
 def test_missing_entry_is_a_clear_error(small_space: SearchSpace) -> None:
@@ -63,7 +114,16 @@ def test_file_round_trip_and_bad_files(small_space: SearchSpace, tmp_path: Path)
     table.write(tmp_path / "lut.yaml")
     again = LatencyTable.read(tmp_path / "lut.yaml")
     assert again.entries == table.entries and again.fingerprint == table.fingerprint
-    assert again.resolution == (64, 128) and again.overhead_ms == 0.5
+    assert again.resolution == (64, 128) and again.overhead_ms == 0.5 and again.unit_overhead_ms == 0.0
+    table.unit_overhead_ms = -0.125
+    table.write(tmp_path / "lut.yaml")
+    assert LatencyTable.read(tmp_path / "lut.yaml").unit_overhead_ms == -0.125
+    text = (tmp_path / "lut.yaml").read_text()
+    (tmp_path / "inf.yaml").write_text(text.replace("unit_overhead_ms: -0.125", "unit_overhead_ms: .inf"))
+    with pytest.raises(LatencyTableError, match="unit_overhead_ms is inf"):
+        LatencyTable.read(tmp_path / "inf.yaml")
+    (tmp_path / "old.yaml").write_text(text.replace("unit_overhead_ms: -0.125\n", ""))  # a table from before
+    assert LatencyTable.read(tmp_path / "old.yaml").unit_overhead_ms == 0.0
     (tmp_path / "bad.yaml").write_text("a: [1\n")
     for path, match in ((tmp_path / "none.yaml", "not found"), (tmp_path / "bad.yaml", "not valid YAML")):
         with pytest.raises(LatencyTableError, match=match):
