@@ -57,10 +57,11 @@ def main() -> None:
             m = table.method
             offset = check["median_offset_ms"]  # what `qnas latency-check --fit-overhead` adds to the table
             fitted = mape([p + offset for p in check["predicted_ms"]], check["measured_ms"])
-            fits = fit_overheads(check["block_sums_ms"], check["units"], check["measured_ms"])
+            fits = fit_overheads(check["block_sums_ms"], check["units"], check["measured_ms"],
+                                 min(table.entries.values()))
             chosen = choose_fit(fits, FIT_FLOOR)
-            loo = " / ".join(f"{100 * fits[name].loo_mape:.1f}%" if name in fits else "-"
-                             for name in ("constant", "per unit"))
+            loo = " / ".join(f"{100 * fits[name].loo_mape:.1f}%" if name in fits and fits[name].loo_mape is not None
+                             else "-" for name in ("constant", "per unit"))
             if chosen is None:
                 shown = "refused | - | -"
             else:

@@ -81,8 +81,9 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the runtime to check: --lut must have been measured with it (default: the table's)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object: mape (a fraction), kendall_tau, macs_kendall_tau, samples, "
-                             "median_offset_ms; with --fit-overhead fit_model, fitted_overhead_ms, "
-                             "fitted_unit_overhead_ms and fitted_mape, or fit_refused")
+                             "median_offset_ms, overhead_ms, unit_overhead_ms, predicted_ms, measured_ms, "
+                             "block_sums_ms, units; with --fit-overhead fit_loo_mape and fit_model, "
+                             "fitted_overhead_ms, fitted_unit_overhead_ms and fitted_mape, or fit_refused")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -10,8 +10,9 @@ genes (``qnas.space.networks.unit_choices``), so under independent genes the exp
     E[cost] = constant + sum over terms of  P(unit exists) * sum_v p(v) table[v] * E[wbits] * E[abits]
 
 with ``v`` the combinations of the unit's shape genes and ``table[v]`` the part's cost at that shape
-(latency: the unit's entry plus the table's unit overhead, the constant its overhead; BitOps: MACs, times the bit widths' expectations; memory: per-channel parameters times E[wbits] plus
-the fixed scale and bias bits). With one-hot probabilities it is the genome's cost itself (tested
+(latency: the unit's entry plus the table's unit overhead, the constant its overhead; BitOps: MACs,
+times the bit widths' expectations; memory: per-channel parameters times E[wbits] plus the fixed scale
+and bias bits). With one-hot probabilities it is the genome's cost itself (tested
 against ``genome_cost``, ``weight_memory_bytes`` and ``LatencyTable.predict``).
 
 ``ExpectedCost.value(probs)`` works on numpy arrays and, after ``map_arrays(torch.as_tensor)``, on torch

@@ -28,9 +28,10 @@ from qnas.space.policy import atomic_write_text
 from qnas.space.spec import SpaceSpec
 
 __all__ = ["network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT", "OverheadFit",
-           "fit_overheads", "choose_fit", "PER_UNIT_MIN_SAMPLES", "PER_UNIT_GAIN"]
+           "fit_overheads", "choose_fit", "PER_UNIT_MIN_SAMPLES", "PER_UNIT_GAIN", "UNIT_SHARE_KEPT"]
 
 TABLE_FORMAT = "qnas-latency-table/1"
+TABLE_FORMAT_UNITS = "qnas-latency-table/2"  # written when unit_overhead_ms is not 0 (a reader of /1 would ignore it)
 
 
 class LatencyTableError(QnasError):
@@ -98,7 +99,8 @@ class LatencyTable:
                                     "rebuild it here, or pass --force-lut to use it anyway")
 
     def to_yaml(self) -> str:
-        doc = {"qnas_latency_table": TABLE_FORMAT, "fingerprint": self.fingerprint,
+        doc = {"qnas_latency_table": TABLE_FORMAT_UNITS if self.unit_overhead_ms else TABLE_FORMAT,
+               "fingerprint": self.fingerprint,
                "resolution": list(self.resolution), "overhead_ms": self.overhead_ms,
                "unit_overhead_ms": self.unit_overhead_ms, "method": self.method or {}, "entries": dict(self.entries)}
         if self.spread:
@@ -121,8 +123,9 @@ class LatencyTable:
             raise LatencyTableError(f"cannot read latency table {path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise LatencyTableError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(doc, dict) or doc.get("qnas_latency_table") != TABLE_FORMAT:
-            raise LatencyTableError(f"{path} is not a qnas latency table (format {TABLE_FORMAT!r})")
+        if not isinstance(doc, dict) or doc.get("qnas_latency_table") not in (TABLE_FORMAT, TABLE_FORMAT_UNITS):
+            raise LatencyTableError(f"{path} is not a qnas latency table (format {TABLE_FORMAT!r} or "
+                                    f"{TABLE_FORMAT_UNITS!r})")
         try:
             entries = {str(k): float(v) for k, v in (doc.get("entries") or {}).items()}
             spread = {str(k): float(v) for k, v in (doc.get("spread") or {}).items()}
@@ -141,50 +144,62 @@ class LatencyTable:
         for name in ("overhead_ms", "unit_overhead_ms"):
             if not math.isfinite(getattr(table, name)):
                 raise LatencyTableError(f"{path}: {name} is {getattr(table, name)!r}; it must be a finite number")
+        smallest = min(table.entries.values())
+        if smallest + table.unit_overhead_ms <= 0:
+            raise LatencyTableError(f"{path}: unit_overhead_ms {table.unit_overhead_ms} would make its smallest entry "
+                                    f"({smallest} ms) cost nothing or less; refit it "
+                                    "(qnas latency-check --fit-overhead)")
         return table
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
 
 
-PER_UNIT_MIN_SAMPLES = 6  # fewer whole networks than this: only the constant is fitted
+PER_UNIT_MIN_SAMPLES = 10  # fewer whole networks than this: only the constant is fitted
 PER_UNIT_GAIN = 0.05  # the per-unit model must predict left-out networks this much better (relative MAPE)
+UNIT_SHARE_KEPT = 0.1  # a negative per-unit term leaves every entry at least this share of itself
 
 
 @dataclass(frozen=True)
 class OverheadFit:
     """A table's overheads fitted to whole networks by one ``model``: ``overhead_ms`` once per network and
-    ``unit_overhead_ms`` once per unit (0 for the constant model); ``loo_mape`` its leave-one-out MAPE (None
-    where it cannot be computed); ``lowest`` the smallest predicted / measured ratio of the sampled networks."""
+    ``unit_overhead_ms`` once per unit (0 for the constant model); ``loo_mape`` its leave-one-out MAPE and
+    ``loo_lowest`` the smallest left-out predicted / measured ratio (None where they cannot be computed);
+    ``lowest`` the smallest predicted / measured ratio of the sampled networks under the whole fit."""
 
     model: str
     overhead_ms: float
     unit_overhead_ms: float
     loo_mape: float | None
+    loo_lowest: float | None
     lowest: float
 
 
-def _constant(sums: np.ndarray, units: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+def _constant(sums: np.ndarray, units: np.ndarray, measured: np.ndarray, slope_floor: float) -> tuple[float, float]:
     return float(np.median(measured - sums)), 0.0
 
 
-def _per_unit(sums: np.ndarray, units: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
-    """Theil-Sen: the median of the slopes between networks of different sizes, then the median intercept
-    (as robust to a slow run as the constant's median)."""
+def _per_unit(sums: np.ndarray, units: np.ndarray, measured: np.ndarray, slope_floor: float) -> tuple[float, float]:
+    """Theil-Sen: the median of the slopes between networks of different sizes (not below ``slope_floor``), then
+    the median intercept (as robust to a slow run as the constant's median)."""
     residual = measured - sums
     i, j = np.triu_indices(len(units), k=1)
     apart = units[i] != units[j]
-    slope = float(np.median((residual[j] - residual[i])[apart] / (units[j] - units[i])[apart]))
+    slope = max(float(np.median((residual[j] - residual[i])[apart] / (units[j] - units[i])[apart])), slope_floor)
     return float(np.median(residual - slope * units)), slope
 
 
-def fit_overheads(sums: Sequence[float], units: Sequence[int], measured: Sequence[float]) -> dict[str, OverheadFit]:
+def fit_overheads(sums: Sequence[float], units: Sequence[int], measured: Sequence[float],
+                  smallest_entry: float) -> dict[str, OverheadFit]:
     """Fit a table's overheads to networks whose entries sum to ``sums`` over ``units`` units each and which
     measured ``measured`` ms whole, by two models: a constant per network (the median of measured - sums),
     and a constant plus a term per unit (Theil-Sen), which describes a runtime whose units, each timed
-    alone, pay a cost the whole network pays once. The per-unit model is fitted only to
-    ``PER_UNIT_MIN_SAMPLES`` networks or more, of at least two sizes (``choose_fit`` picks one)."""
+    alone, pay a cost the whole network pays once. The per-unit term never takes more than
+    ``1 - UNIT_SHARE_KEPT`` of the table's ``smallest_entry`` (a unit never costs nothing or less, so a deeper
+    network is never predicted faster). The per-unit model is fitted only to ``PER_UNIT_MIN_SAMPLES`` networks
+    or more, of at least two sizes (``choose_fit`` picks one)."""
     s, n, m = (np.asarray(v, dtype=np.float64) for v in (sums, units, measured))
+    slope_floor = -(1 - UNIT_SHARE_KEPT) * smallest_entry
     models = {"constant": _constant}
     if len(m) >= PER_UNIT_MIN_SAMPLES and len(np.unique(n)) >= 2:
         models["per unit"] = _per_unit
@@ -196,18 +211,21 @@ def fit_overheads(sums: Sequence[float], units: Sequence[int], measured: Sequenc
             if len(m) < 3 or (name == "per unit" and len(np.unique(n[rest])) < 2):
                 loo = None
                 break
-            a, b = fit(s[rest], n[rest], m[rest])
+            a, b = fit(s[rest], n[rest], m[rest], slope_floor)
             loo.append(s[i] + a + b * n[i])
-        a, b = fit(s, n, m)
-        fits[name] = OverheadFit(name, a, b, None if loo is None else mape(loo, m), float(np.min((s + a + b * n) / m)))
+        a, b = fit(s, n, m, slope_floor)
+        fits[name] = OverheadFit(name, a, b, None if loo is None else mape(loo, m),
+                                 None if loo is None else float(np.min(np.asarray(loo) / m)),
+                                 float(np.min((s + a + b * n) / m)))
     return fits
 
 
 def choose_fit(fits: Mapping[str, OverheadFit], floor: float) -> OverheadFit | None:
-    """Among the fits that predict every sampled network at ``floor`` of its measurement or more, the constant
-    unless the per-unit model's leave-one-out MAPE is lower by ``PER_UNIT_GAIN`` of it or more (a second parameter
-    must earn its place); None if neither is allowed."""
-    allowed = {name: fit for name, fit in fits.items() if fit.lowest >= floor}
+    """Among the fits that predict every sampled network, in the whole fit and left out of it, at ``floor`` of its
+    measurement or more, the constant unless the per-unit model's leave-one-out MAPE is lower by
+    ``PER_UNIT_GAIN`` of it or more (a second parameter must earn its place); None if neither is allowed."""
+    allowed = {name: fit for name, fit in fits.items()
+               if fit.lowest >= floor and (fit.loo_lowest is None or fit.loo_lowest >= floor)}
     constant, per_unit = allowed.get("constant"), allowed.get("per unit")
     if per_unit is None or per_unit.loo_mape is None:
         return constant

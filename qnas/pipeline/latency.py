@@ -11,7 +11,7 @@ import numpy as np
 
 from qnas.cost.agreement import kendall_tau, mape
 from qnas.cost.bitops import genome_cost
-from qnas.cost.latency import LatencyTable, choose_fit, fit_overheads
+from qnas.cost.latency import LatencyTable, OverheadFit, choose_fit, fit_overheads
 from qnas.errors import QnasError
 from qnas.export.latency import build_table, get_backend, measure_network, table_weight_bits
 from qnas.pipeline.context import Context
@@ -84,8 +84,8 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
     written beside the plot as JSON.
     ``fit_overhead``: fit the table's overheads to the measured networks and write them: a constant per network,
     or a constant plus a term per unit where that predicts left-out networks better (``qnas.cost.latency.
-    fit_overheads``, ``choose_fit``); refused (``fit_refused``) where every fit would predict some sampled network
-    at less than ``FIT_FLOOR`` of its measured latency."""
+    fit_overheads``, ``choose_fit``); refused (``fit_refused``) where every fit would predict some sampled network,
+    in the fit or left out of it, at less than ``FIT_FLOOR`` of its measured latency."""
     if plot is not None:
         output_file(plot, "--plot")
     table = load_table(lut, backend, force=force, ctx=ctx)
@@ -131,15 +131,21 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
                     mape=result["mape"], tau=result["kendall_tau"])
     result["plot"] = str(plot)
     if fit_overhead:
-        fits = fit_overheads(sums, units, measured)  # from the raw entries: a second fit replaces the first
+        # from the raw entries: a second fit replaces the first
+        fits = fit_overheads(sums, units, measured, min(table.entries.values()))
         result["fit_loo_mape"] = {name: fit.loo_mape for name, fit in fits.items()}
         chosen = choose_fit(fits, FIT_FLOOR)
         if chosen is None:  # it would predict ~0 ms for small networks
-            constant = fits["constant"]
-            result["fit_refused"] = (f"the fitted overhead ({constant.overhead_ms:+.3f} ms) would predict "
-                                     f"{100 * constant.lowest:.0f}% of a measured network's latency; the table keeps "
-                                     f"{table.overhead_ms:+.3f} ms" + (f" and {table.unit_overhead_ms:+.3f} ms per unit"
-                                                                       if table.unit_overhead_ms else ""))
+            def shown(fit: OverheadFit) -> str:
+                lowest = min(fit.lowest, fit.loo_lowest if fit.loo_lowest is not None else fit.lowest)
+                per_unit = f", {fit.unit_overhead_ms:+.3f} ms per unit" if fit.model == "per unit" else ""
+                return f"{fit.model} ({fit.overhead_ms:+.3f} ms{per_unit}) down to {100 * lowest:.0f}%"
+
+            tried = "; ".join(shown(fit) for fit in fits.values())
+            result["fit_refused"] = (f"no fit predicts every measured network at {100 * FIT_FLOOR:.0f}% of its latency "
+                                     f"or more, fitted or left out ({tried}); the table keeps {table.overhead_ms:+.3f} "
+                                     "ms" + (f" and {table.unit_overhead_ms:+.3f} ms per unit"
+                                             if table.unit_overhead_ms else ""))
         else:
             table.overhead_ms, table.unit_overhead_ms = round(chosen.overhead_ms, 5), round(chosen.unit_overhead_ms, 5)
             table.write(lut)

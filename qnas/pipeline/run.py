@@ -96,8 +96,8 @@ def _run(ctx: Context, out: Path, backend: str, reporter: Reporter) -> Path:
 
     stage("train supernet", lambda: train_supernet(ctx, sn, resume=(sn / "checkpoint.pt").exists(), reporter=reporter))
     stage("latency table", lambda: latency_table(ctx, lut, backend=backend, reporter=reporter))
-    # the fitted offset makes a budget like 0.8x:uniform_w8a8 mean the same real fraction on every backend's table
-    # (OpenVINO's blocks, each timed alone, over-predict whole networks by a constant of about their own size)
+    # the fitted offsets make a budget like 0.8x:uniform_w8a8 mean the same real fraction on every backend's table
+    # (OpenVINO's units, each timed alone, pay 0.13-0.25 ms each that a whole network pays once)
     stage("latency check", lambda: latency_check(ctx, lut, samples=30, plot=out / "lut_check.png", fit_overhead=True,
                                                  reporter=reporter))
     stage("search", lambda: search(ctx, sn, found, lut=lut, resume=started(found), reporter=reporter))
@@ -139,7 +139,7 @@ def _report(ctx: Context, out: Path, policies: list[Policy], files: dict[str, Pa
     overhead, per_unit = table.overhead_ms, table.unit_overhead_ms
     per_unit_text = f" and {per_unit:+.3f} ms per unit" if per_unit else ""
     if "fit_refused" in check:
-        fitted = f"\nIts constant offset was not fitted: {check['fit_refused']}."
+        fitted = f"\nIts offsets were not fitted: {check['fit_refused']}."
     elif (check.get("fitted_overhead_ms") == overhead and check.get("fitted_unit_overhead_ms", 0.0) == per_unit
           and "fitted_mape" in check):
         fitted = (f"\nThe table's {'offsets were' if per_unit else 'constant offset was'} then fitted to them "

@@ -62,15 +62,16 @@ def test_fit_overhead_writes_the_chosen_fit_of_the_raw_entries(tmp_path: Path, c
              "--fit-overhead"]
     # a table whose overheads went wrong (every prediction negative) can still be checked and refitted
     table = LatencyTable.read(lut)
-    table.overhead_ms, table.unit_overhead_ms = -1000.0, -5.0
+    smallest = min(table.entries.values())
+    table.overhead_ms, table.unit_overhead_ms = -1000.0, round(-smallest / 2, 5)  # read() refuses a steeper one
     table.write(lut)
     capsys.readouterr()
     assert main(check) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "lut_check.json").read_text())
     sums, units, measured = (np.asarray(result[k]) for k in ("block_sums_ms", "units", "measured_ms"))
-    assert result["predicted_ms"] == pytest.approx(list(sums + units * -5.0 - 1000.0))
-    chosen = choose_fit(fit_overheads(sums, units, measured), FIT_FLOOR)
+    assert result["predicted_ms"] == pytest.approx(list(sums + units * table.unit_overhead_ms - 1000.0))
+    chosen = choose_fit(fit_overheads(sums, units, measured, smallest), FIT_FLOOR)
     fitted = LatencyTable.read(lut)
     assert result["fit_model"] == chosen.model
     assert fitted.overhead_ms == result["fitted_overhead_ms"] == pytest.approx(chosen.overhead_ms, abs=1e-4)
@@ -90,8 +91,10 @@ def test_fit_overhead_writes_the_chosen_fit_of_the_raw_entries(tmp_path: Path, c
     assert again["predicted_ms"] == pytest.approx(list(np.asarray(again["block_sums_ms"])
                                                        + np.asarray(again["units"]) * fitted.unit_overhead_ms
                                                        + fitted.overhead_ms))
-    refit = choose_fit(fit_overheads(again["block_sums_ms"], again["units"], again["measured_ms"]), FIT_FLOOR)
-    assert LatencyTable.read(lut).overhead_ms == pytest.approx(refit.overhead_ms, abs=1e-4)
+    refit = choose_fit(fit_overheads(again["block_sums_ms"], again["units"], again["measured_ms"], smallest), FIT_FLOOR)
+    final = LatencyTable.read(lut)
+    assert final.overhead_ms == pytest.approx(refit.overhead_ms, abs=1e-4)
+    assert final.unit_overhead_ms == pytest.approx(refit.unit_overhead_ms, abs=1e-4)
 
 
 def test_a_fit_that_would_predict_next_to_nothing_is_refused(tmp_path: Path, capsys) -> None:
@@ -106,6 +109,8 @@ def test_a_fit_that_would_predict_next_to_nothing_is_refused(tmp_path: Path, cap
     assert main(["latency-check", "--config", TINY, "--lut", str(lut), "--samples", "6", "--repeats", "2",
                  "--fit-overhead"]) == 0
     err = capsys.readouterr().err
-    assert "warning: not fitted: the fitted overhead" in err and "the table keeps +0.000 ms" in err
+    assert "warning: not fitted: no fit predicts every measured network at 50%" in err
+    assert "constant (" in err and "the table keeps +0.000 ms" in err
+    assert LatencyTable.read(lut).unit_overhead_ms == 0.0
     assert LatencyTable.read(lut).overhead_ms == 0.0
     assert "fit_refused" in json.loads((tmp_path / "lut_check.json").read_text())

@@ -47,7 +47,8 @@ def test_run_end_to_end_then_resume(tmp_path: Path, capsys: pytest.CaptureFixtur
     from qnas.pipeline.latency import FIT_FLOOR
 
     table = LatencyTable.read(out / "lut.yaml")
-    chosen = choose_fit(fit_overheads(check["block_sums_ms"], check["units"], check["measured_ms"]), FIT_FLOOR)
+    chosen = choose_fit(fit_overheads(check["block_sums_ms"], check["units"], check["measured_ms"],
+                                      min(table.entries.values())), FIT_FLOOR)
     assert check["fit_model"] == chosen.model
     assert table.overhead_ms == check["fitted_overhead_ms"] == pytest.approx(chosen.overhead_ms, abs=1e-4)
     assert table.unit_overhead_ms == check["fitted_unit_overhead_ms"] == pytest.approx(chosen.unit_overhead_ms, abs=1e-4)

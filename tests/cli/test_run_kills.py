@@ -30,8 +30,9 @@ def comparable(report: str) -> str:
     report = re.sub(r"run folder `[^`]*`", "run folder", report)
     report = re.sub(r"MAPE [0-9.]+%,\s*Kendall tau [-0-9.]+ \(MACs alone: [-0-9.]+\)", "MAPE", report)
     # the table's offset: fitted to measurements, or not fitted (a fit is refused on what was measured)
-    report = re.sub(r"The table's (?:constant offset was|offsets were) then fitted to them [^\n]*|Its constant offset was not fitted[^\n]*"
-                    r"|The table's overhead is [^\n]*", "(the table's offset)", report)
+    report = re.sub(r"The table's (?:constant offset was|offsets were) then fitted to them [^\n]*"
+                    r"|Its (?:constant offset was|offsets were) not fitted[^\n]*|The table's overhead is [^\n]*",
+                    "(the table's offset)", report)
     rows = []
     for line in report.splitlines():
         cells = line.split(" | ")
