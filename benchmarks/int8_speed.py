@@ -122,6 +122,14 @@ def runner(kind: str, model: onnx.ModelProto, threads: int, x: np.ndarray, share
     return lambda: request.infer({0: x})
 
 
+def thread_counts(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    """``--threads``: positive integers separated by commas (a usage error otherwise)."""
+    counts = [int(t) for t in text.split(",") if t.strip().isdigit() and int(t) > 0]
+    if len(counts) != len(text.split(",")):
+        parser.error(f"--threads takes positive integers separated by commas, got {text!r}")
+    return counts
+
+
 def check_qdq_passes(runs: dict) -> None:
     if {"ort t", "ort t*"} <= set(runs) and not np.array_equal(runs["ort t"]()[0], runs["ort t*"]()[0]):
         raise SystemExit("onnxruntime's QDQ passes changed the ort file's output")
@@ -203,9 +211,7 @@ def main() -> None:
                              "variants per round put the paired ones closer in time")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    thread_counts = [int(t) for t in args.threads.split(",") if t.strip().isdigit() and int(t) > 0]
-    if len(thread_counts) != len(args.threads.split(",")):
-        parser.error(f"--threads takes positive integers separated by commas, got {args.threads!r}")
+    threads_to_time = thread_counts(parser, args.threads)
     variants = ["ort", "ort t", "ort t*", "ort qdq", "ort qop", "ort fp32", "ov", "ov t", "ov fp32"]
     only = variants if args.only is None else [name.strip() for name in args.only.split(",")]
     if not {"ort t", "ort qdq"} <= set(only) or not set(only) <= set(variants):
@@ -258,7 +264,7 @@ def main() -> None:
         if "ort t*" in models:
             models["ort t*"] = ("ort*", models["ort t"][1])
         x = images[:1].copy()
-        for threads in thread_counts:
+        for threads in threads_to_time:
             if args.spinning:
                 with multiprocessing.get_context("spawn").Pool(1) as pool:
                     serialized = {name: (kind, model.SerializeToString()) for name, (kind, model) in models.items()}

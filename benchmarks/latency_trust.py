@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qnas.config import load_config
 from qnas.cost.agreement import kendall_tau, mape
-from qnas.cost.latency import choose_fit, fit_overheads
+from qnas.cost.latency import choose_fit, fit_overheads, with_overheads
 from qnas.pipeline import Context
 from qnas.pipeline.latency import FIT_FLOOR, latency_check, latency_table
 
@@ -65,8 +65,8 @@ def main() -> None:
             if chosen is None:
                 shown = "refused | - | -"
             else:
-                predicted = [total + n * chosen.unit_overhead_ms + chosen.overhead_ms
-                             for total, n in zip(check["block_sums_ms"], check["units"])]
+                predicted = with_overheads(check["block_sums_ms"], check["units"], chosen.overhead_ms,
+                                           chosen.unit_overhead_ms)
                 shown = (f"{chosen.model} ({chosen.overhead_ms:+.2f} ms, {chosen.unit_overhead_ms:+.3f} ms per unit) | "
                          f"{100 * mape(predicted, check['measured_ms']):.1f}% | "
                          f"{kendall_tau(predicted, check['measured_ms']):.3f}")

@@ -36,7 +36,8 @@ import onnx
 import torch
 from onnx import helper
 
-from int8_speed import ort_quantized, ort_session, runner, time_in_spinning_pool, time_interleaved
+from int8_speed import (ort_quantized, ort_session, runner, thread_counts, time_in_spinning_pool,
+                        time_interleaved)
 from qnas.config import load_config
 from qnas.export.latency import get_backend
 from qnas.pipeline import Context, export_model, load_trained
@@ -135,9 +136,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    thread_counts = [int(t) for t in args.threads.split(",") if t.strip().isdigit() and int(t) > 0]
-    if len(thread_counts) != len(args.threads.split(",")):
-        parser.error(f"--threads takes positive integers separated by commas, got {args.threads!r}")
+    threads_to_time = thread_counts(parser, args.threads)
     torch.set_num_threads(2)
     ctx = Context(load_config(args.config))
     policy = read_policy(args.policy or os.path.join(args.checkpoint, "policy.yaml"), ctx.space)
@@ -168,7 +167,7 @@ def main() -> None:
                       node_counts(models["prototype"][1]))
         agreement = float((logits["prototype"].argmax(1) == logits["ort t"].argmax(1)).mean())
         x = images[:1].copy()
-        for threads in thread_counts:
+        for threads in threads_to_time:
             for pool in ("own pools, no spinning", "one spinning pool"):
                 if pool == "one spinning pool":
                     serialized = {name: (kind, model.SerializeToString()) for name, (kind, model) in models.items()}

@@ -28,7 +28,7 @@ from qnas.space.policy import atomic_write_text
 from qnas.space.spec import SpaceSpec
 
 __all__ = ["network_blocks", "space_blocks", "LatencyTable", "LatencyTableError", "TABLE_FORMAT", "OverheadFit",
-           "fit_overheads", "choose_fit", "PER_UNIT_MIN_SAMPLES", "PER_UNIT_GAIN", "UNIT_SHARE_KEPT"]
+           "fit_overheads", "choose_fit", "with_overheads", "PER_UNIT_MIN_SAMPLES", "PER_UNIT_GAIN", "UNIT_SHARE_KEPT"]
 
 TABLE_FORMAT = "qnas-latency-table/1"
 TABLE_FORMAT_UNITS = "qnas-latency-table/2"  # written when unit_overhead_ms is not 0 (a reader of /1 would ignore it)
@@ -218,6 +218,12 @@ def fit_overheads(sums: Sequence[float], units: Sequence[int], measured: Sequenc
                                  None if loo is None else float(np.min(np.asarray(loo) / m)),
                                  float(np.min((s + a + b * n) / m)))
     return fits
+
+
+def with_overheads(sums: Sequence[float], units: Sequence[int], overhead_ms: float,
+                   unit_overhead_ms: float) -> list[float]:
+    """Whole-network predictions (ms) from block sums and unit counts, as ``LatencyTable.predict`` makes them."""
+    return [float(total + n * unit_overhead_ms + overhead_ms) for total, n in zip(sums, units)]
 
 
 def choose_fit(fits: Mapping[str, OverheadFit], floor: float) -> OverheadFit | None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from qnas.cost.agreement import kendall_tau, mape
 from qnas.cost.bitops import genome_cost
-from qnas.cost.latency import LatencyTable, OverheadFit, choose_fit, fit_overheads
+from qnas.cost.latency import LatencyTable, OverheadFit, choose_fit, fit_overheads, with_overheads
 from qnas.errors import QnasError
 from qnas.export.latency import build_table, get_backend, measure_network, table_weight_bits
 from qnas.pipeline.context import Context
@@ -111,7 +111,7 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
                                             weight_bits=table_weight_bits(table)))
             macs.append(genome_cost(ctx.spec, genome, *table.resolution).macs)
         progress("", len(genomes), len(genomes))
-    predicted = [total + n * table.unit_overhead_ms + table.overhead_ms for total, n in zip(sums, units)]
+    predicted = with_overheads(sums, units, table.overhead_ms, table.unit_overhead_ms)
     offset = float(np.median(np.asarray(measured) - np.asarray(predicted)))
     result = {
         "mape": mape(predicted, measured),
@@ -152,7 +152,7 @@ def latency_check(ctx: Context, lut: str | os.PathLike[str], *, samples: int = 3
             result["fit_model"] = chosen.model
             result["fitted_overhead_ms"] = table.overhead_ms
             result["fitted_unit_overhead_ms"] = table.unit_overhead_ms
-            result["fitted_mape"] = mape([total + n * table.unit_overhead_ms + table.overhead_ms
-                                          for total, n in zip(sums, units)], measured)
+            result["fitted_mape"] = mape(with_overheads(sums, units, table.overhead_ms, table.unit_overhead_ms),
+                                         measured)
     atomic_write_text(plot.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     return result
