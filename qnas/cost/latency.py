@@ -227,11 +227,12 @@ def with_overheads(sums: Sequence[float], units: Sequence[int], overhead_ms: flo
 
 
 def choose_fit(fits: Mapping[str, OverheadFit], floor: float) -> OverheadFit | None:
-    """Among the fits that predict every sampled network, in the whole fit and left out of it, at ``floor`` of its
-    measurement or more, the constant unless the per-unit model's leave-one-out MAPE is lower by
+    """Among the fits that predict every sampled network at ``floor`` of its measurement or more (the per-unit
+    model also every left-out one; the constant keeps its earlier rule, which a few noisy networks could break), the constant unless the per-unit model's leave-one-out MAPE is lower by
     ``PER_UNIT_GAIN`` of it or more (a second parameter must earn its place); None if neither is allowed."""
     allowed = {name: fit for name, fit in fits.items()
-               if fit.lowest >= floor and (fit.loo_lowest is None or fit.loo_lowest >= floor)}
+               if fit.lowest >= floor
+               and (fit.model == "constant" or fit.loo_lowest is None or fit.loo_lowest >= floor)}
     constant, per_unit = allowed.get("constant"), allowed.get("per unit")
     if per_unit is None or per_unit.loo_mape is None:
         return constant
